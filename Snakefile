@@ -1,0 +1,23 @@
+# shrink: train a transformer teacher, derive compressed variants, compare them.
+# Run:     snakemake --cores all          (config.yaml; CONLL2003_DIR for a local CoNLL-2003)
+# Report:  snakemake --report results/report.html
+# Rules live in rules/*.smk; this file only wires them together.
+configfile: "config.yaml"
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        "results/tables/summary.csv",
+        "results/tables/summary.md",
+        expand("results/figures/{kind}.png", kind=FIGURES),
+        expand("results/figures/per_type_f1_{model}.png", model=MODELS),

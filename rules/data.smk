@@ -1,0 +1,71 @@
+# Raw data -> cleaned and validated CoNLL splits -> tokenized Arrow shards.
+
+
+if SOURCE != "local":
+
+    rule get_raw_data:
+        output:
+            **{s: f"results/data/raw/{s}.txt" for s in SPLITS},
+        params:
+            source=SOURCE,
+            hub_name=config["data"]["hub_name"],
+            hub_revision=config["data"]["hub_revision"],
+            synthetic=config["data"].get("synthetic"),
+            seed=config["seed"],
+        log:
+            "results/logs/get_raw_data.log",
+        threads: res("data", "threads")
+        resources:
+            mem_mb=res("data", "mem_mb"),
+            runtime=res("data", "runtime"),
+        conda:
+            "../envs/data.yaml"
+        script:
+            "../workflow/scripts/get_raw_data.py"
+
+
+rule clean_data:
+    input:
+        unpack(raw_inputs),
+    output:
+        **{s: f"results/data/clean/{s}.txt" for s in SPLITS},
+        labels="results/data/clean/labels.json",
+        report=report(
+            "results/data/clean/report.json",
+            caption="../report/cleaning.rst",
+            category="Data",
+        ),
+    params:
+        data=config["data"],
+        seed=config["seed"],
+    log:
+        "results/logs/clean_data.log",
+    threads: res("data", "threads")
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../workflow/scripts/clean_data.py"
+
+
+rule tokenize:
+    input:
+        **{s: f"results/data/clean/{s}.txt" for s in SPLITS},
+        labels="results/data/clean/labels.json",
+    output:
+        directory("results/data/tokenized"),
+    params:
+        tokenize=config["tokenize"],
+        teacher=config["teacher"],
+    log:
+        "results/logs/tokenize.log",
+    threads: res("data", "threads")
+    resources:
+        mem_mb=res("data", "mem_mb"),
+        runtime=res("data", "runtime"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/tokenize.py"

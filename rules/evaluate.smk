@@ -1,0 +1,25 @@
+# Any model folder -> one metrics JSON: entity F1, size, CPU speed, memory, provenance.
+
+
+rule evaluate:
+    input:
+        model="results/models/{model}",
+        data="results/data/tokenized",
+    output:
+        "results/metrics/{model}.json",
+    wildcard_constraints:
+        model="|".join(MODELS),
+    params:
+        evaluate=config["evaluate"],
+        config=config,
+        seed=config["seed"],
+    log:
+        "results/logs/evaluate_{model}.log",
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/evaluate.py"

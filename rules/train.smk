@@ -1,0 +1,26 @@
+# Teacher fine-tune. Epoch checkpoints live in an undeclared folder so a killed job resumes.
+
+
+rule train_teacher:
+    input:
+        data="results/data/tokenized",
+    output:
+        model=directory(f"results/models/{TEACHER}"),
+        steps=f"results/train/{TEACHER}/steps.csv",
+        epochs=f"results/train/{TEACHER}/epochs.csv",
+    params:
+        train=config["train"],
+        teacher=config["teacher"],
+        seed=config["seed"],
+        checkpoints=checkpoint_dir(TEACHER),
+    log:
+        f"results/logs/train_{TEACHER}.log",
+    threads: res("train", "threads")
+    resources:
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
+        gpu=train_gpus(),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/train.py"

@@ -1,0 +1,26 @@
+"""Errors the pipeline raises for bad input: each names the file, line or config key at fault."""
+
+
+class ShrinkError(Exception):
+    """Base class: a message a user can act on, without a traceback hunt."""
+
+
+class DataError(ShrinkError):
+    """Bad input data; the message names the file and line."""
+
+    def __init__(self, path, line, message):
+        self.path, self.line = str(path), line
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {message}")
+
+
+class ConfigError(ShrinkError):
+    """A bad configuration value; the message names the key."""
+
+    def __init__(self, key, message):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+class TrainingError(ShrinkError):
+    """Training went wrong in a way that must stop the run (NaN loss, nothing to train on)."""

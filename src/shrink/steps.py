@@ -1,0 +1,170 @@
+"""Pipeline steps as called by the workflow scripts: each adapts the `snakemake` object to the package.
+
+Heavy libraries are imported inside each step, so the plot and table steps start in
+about a second without torch.
+"""
+
+import contextlib
+import sys
+import traceback
+
+from .errors import ShrinkError
+
+SPLITS = ("train", "validation", "test")
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, s):
+        for st in self.streams:
+            st.write(s)
+            st.flush()
+
+    def flush(self):
+        for st in self.streams:
+            st.flush()
+
+    def isatty(self):
+        return False
+
+
+@contextlib.contextmanager
+def _logged(smk):
+    """Copy stdout and stderr to the rule's log file while still showing them on the terminal."""
+    if not smk.log:
+        yield
+        return
+    with open(smk.log[0], "w", encoding="utf-8") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
+def run(step, smk):
+    """Run a step; bad input ends the job with its one-line message instead of a traceback."""
+    with _logged(smk):
+        try:
+            step(smk)
+        except ShrinkError as e:
+            print(f"ERROR in rule {smk.rule}: {e}", file=sys.stderr)
+            sys.exit(1)
+        except Exception:
+            traceback.print_exc()
+            raise
+
+
+def _threads(smk):
+    import torch
+
+    torch.set_num_threads(max(1, smk.threads))
+
+
+def get_raw(smk):
+    from .sources import fetch_hub
+    from .synthetic import write_corpus
+
+    source = smk.params.source
+    out = {s: smk.output[s] for s in SPLITS}
+    if source == "hub":
+        fetch_hub(smk.params.hub_name, out, smk.params.hub_revision)
+    elif source == "synthetic":
+        import tempfile
+        from pathlib import Path
+
+        from .atomic import atomic_path
+
+        with tempfile.TemporaryDirectory() as tmp:
+            write_corpus(tmp, dict(smk.params.synthetic["sizes"]), smk.params.seed)
+            for s in SPLITS:
+                with atomic_path(out[s]) as dst:
+                    Path(tmp, f"{s}.txt").replace(dst)
+    else:
+        raise ShrinkError(f"get_raw_data has nothing to do for source {source!r}")
+
+
+def clean(smk):
+    from .atomic import atomic_path, write_json
+    from .cleaning import Filters, clean_corpus, subsample
+    from .conll import write_conll
+
+    cfg = smk.params.data
+    splits, labels, report = clean_corpus(
+        {s: smk.input[s] for s in SPLITS}, encoding=cfg["encoding"], tag_scheme=cfg["tag_scheme"],
+        on_malformed=cfg["on_malformed"], filters=Filters.from_config(cfg.get("filters")))
+    for split, n in (cfg.get("max_sentences") or {}).items():
+        if n and len(splits[split]) > n:
+            splits[split] = subsample(splits[split], n, smk.params.seed)
+            report["splits"][split]["subsampled_to"] = n
+    for s in SPLITS:
+        with atomic_path(smk.output[s]) as tmp:
+            write_conll(splits[s], tmp)
+    write_json(smk.output.labels, labels)
+    write_json(smk.output.report, report)
+    for s in SPLITS:
+        r = report["splits"][s]
+        print(f"{s}: {r['rows_in']} sentences in, {len(splits[s])} out; dropped {r['dropped'] or 'none'}")
+    print(f"labels: {labels}; leakage: {report['leakage']}")
+
+
+def tokenize(smk):
+    from .models import resolve_source
+    from .tokens import tokenize_corpus
+
+    cfg = smk.params.tokenize
+    _, tok_source = resolve_source(smk.params.teacher)
+    sizes = tokenize_corpus({s: smk.input[s] for s in SPLITS}, smk.input.labels, tok_source, smk.output[0],
+                            max_length=cfg["max_length"], label_all_tokens=cfg["label_all_tokens"],
+                            num_shards=cfg["num_shards"])
+    print(f"tokenized: {sizes}")
+
+
+def train(smk):
+    _threads(smk)
+    from .evaluate import load_tokenized
+    from .models import build_token_classifier
+    from .train import TrainConfig, train_token_classifier
+
+    cfg = TrainConfig.from_dict(dict(smk.params.train), seed=smk.params.seed)
+    dd, tok, labels = load_tokenized(smk.input.data)
+    model = build_token_classifier(dict(smk.params.teacher), labels, len(tok), cfg.seed)
+    train_token_classifier(model, tok, dd["train"], dd["validation"], labels, cfg, smk.output.model,
+                           smk.output.steps, smk.output.epochs, smk.params.checkpoints,
+                           model_cfg=dict(smk.params.teacher))
+
+
+def evaluate(smk):
+    _threads(smk)
+    from .evaluate import evaluate_model
+
+    r = evaluate_model(smk.input.model, smk.input.data, smk.output[0], smk.wildcards.model,
+                       eval_cfg=dict(smk.params.evaluate), config=smk.params.config, seed=smk.params.seed)
+    print(f"{smk.wildcards.model}: validation F1 {r['validation']['f1']:.4f}, test F1 {r['test']['f1']:.4f}, "
+          f"{r['parameters']['total']:,} parameters")
+
+
+def summary(smk):
+    from .tables import write_summary
+
+    df = write_summary(list(smk.input.metrics), smk.output.csv, smk.output.md, teacher=smk.params.teacher)
+    print(df.to_string(index=False))
+
+
+def plot(smk):
+    from . import plots
+
+    kind = smk.params.kind
+    if kind == "loss":
+        plots.plot_loss(smk.input.logs, smk.output[0])
+    elif kind == "lr":
+        plots.plot_lr(smk.input.logs, smk.output[0])
+    elif kind == "val_f1":
+        plots.plot_val_f1(smk.input.logs, smk.output[0])
+    elif kind == "per_type_f1":
+        plots.plot_per_type_f1(smk.input.metrics, smk.output[0])
+    else:
+        raise ShrinkError(f"unknown plot kind {kind!r}")

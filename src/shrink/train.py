@@ -1,0 +1,236 @@
+"""Fine-tuning a token classifier: AdamW, warmup + decay, length-grouped batches, resumable epochs.
+
+Checkpoints go to a folder the workflow does not declare as output (Snakemake deletes a
+job's outputs before rerunning it), one per finished epoch; a rerun after a kill resumes
+from the newest one whose fingerprint matches the current settings.
+"""
+
+import csv
+import hashlib
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .atomic import atomic_dir, atomic_path
+from .batching import Padder, length_grouped_batches, random_batches
+from .errors import ConfigError, TrainingError
+from .metrics import autocast, evaluate_split
+
+LR_RANGE = (1e-6, 1e-2)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 3
+    lr: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    warmup_ratio: float = 0.1
+    scheduler: str = "linear"
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"
+    device: str = "cpu"
+    group_by_length: bool = True
+    log_every: int = 10
+    seed: int = 42
+
+    @classmethod
+    def from_dict(cls, d, seed=None):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"train.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})")
+        cfg = cls(**d)
+        if seed is not None:
+            cfg.seed = seed
+        cfg.validate()
+        return cfg
+
+    def validate(self):
+        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
+            raise ConfigError("train.lr", f"must be a number, got {self.lr!r}")
+        if not LR_RANGE[0] <= self.lr <= LR_RANGE[1]:
+            raise ConfigError("train.lr", f"{self.lr:g} is outside [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]: "
+                              "a rate this small trains nothing and one this large diverges")
+        if self.epochs < 1:
+            raise ConfigError("train.epochs", "must be at least 1")
+        if self.scheduler not in ("linear", "cosine"):
+            raise ConfigError("train.scheduler", f"must be linear or cosine, not {self.scheduler!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ConfigError("train.precision", f"must be fp32 or bf16, not {self.precision!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("train.device", "cuda requested but no GPU is visible")
+
+
+def resolve_device(device):
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def set_rng_state(state):
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def fingerprint(cfg, model_cfg, train_set):
+    """Identifies the run a checkpoint belongs to: settings, model and training data."""
+    key = json.dumps({"train": asdict(cfg), "model": model_cfg, "rows": len(train_set),
+                      "data": train_set._fingerprint}, sort_keys=True, default=str)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def param_groups(model, weight_decay):
+    """No weight decay on biases and LayerNorm weights (as in BERT's recipe)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "norm" in name.lower() else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_scheduler(name, optimizer, total_steps, warmup_ratio):
+    from transformers import get_scheduler
+
+    return get_scheduler(name, optimizer, num_warmup_steps=int(warmup_ratio * total_steps),
+                         num_training_steps=total_steps)
+
+
+class Checkpoints:
+    """Epoch checkpoints in an undeclared folder: `epoch-N/` (model, optimizer, RNG, logs) and `best/`."""
+
+    def __init__(self, root, fp):
+        self.root, self.fp = Path(root), fp
+
+    def latest(self):
+        """The newest finished checkpoint of this run, or None; checkpoints of other settings are discarded."""
+        if not self.root.is_dir():
+            return None
+        found = []
+        for d in self.root.glob("epoch-*"):
+            meta = d / "state.json"
+            if meta.is_file() and json.loads(meta.read_text()).get("fingerprint") == self.fp:
+                found.append((int(d.name.split("-")[1]), d))
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+        return max(found)[1] if found else None
+
+    def save(self, epoch, model, optimizer, scheduler, extra):
+        with atomic_dir(self.root / f"epoch-{epoch}") as tmp:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "state.pt")
+            (tmp / "state.json").write_text(json.dumps({"fingerprint": self.fp, "epoch": epoch, **extra}))
+        for old in self.root.glob("epoch-*"):
+            if old.name != f"epoch-{epoch}":
+                shutil.rmtree(old, ignore_errors=True)
+
+    def save_best(self, model, tokenizer):
+        with atomic_dir(self.root / "best") as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+
+
+def write_csv(path, rows):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["step"])
+        w.writeheader()
+        w.writerows(rows)
+
+
+def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, out_dir, steps_csv, epochs_csv,
+                           ckpt_dir, model_cfg=None, progress=True):
+    """Train, keep the epoch with the best validation F1, save it with `save_pretrained` to `out_dir`."""
+    if len(train_set) == 0:
+        raise TrainingError("the train split is empty: nothing to train on")
+    if len(val_set) == 0:
+        raise TrainingError("the validation split is empty: no way to pick a checkpoint")
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    model.to(device)
+    pad = Padder(tokenizer)
+    lengths = list(train_set["length"])
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+    ckpts = Checkpoints(ckpt_dir, fingerprint(cfg, model_cfg, train_set))
+
+    start_epoch, step, best_f1, step_rows, epoch_rows = 1, 0, -1.0, [], []
+    last = ckpts.latest()
+    if last is not None:
+        state = torch.load(last / "state.pt", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        meta = json.loads((last / "state.json").read_text())
+        start_epoch, step, best_f1 = meta["epoch"] + 1, meta["step"], meta["best_f1"]
+        step_rows, epoch_rows = meta["step_rows"], meta["epoch_rows"]
+        print(f"resuming from {last} (epoch {meta['epoch']} of {cfg.epochs} done)", flush=True)
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # batch order depends only on seed and epoch
+        batches = (length_grouped_batches(lengths, cfg.batch_size, g) if cfg.group_by_length
+                   else random_batches(len(lengths), cfg.batch_size, g))
+        model.train()
+        t0, tokens, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
+        for idx in bar:
+            batch = pad(train_set, idx, device)
+            with autocast(device, cfg.precision):
+                loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1} "
+                                    f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr or use train.precision: fp32")
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            n_tok = int(batch["attention_mask"].sum())
+            tokens += n_tok
+            loss_sum += loss.item()
+            if step % cfg.log_every == 0 or step == steps_per_epoch * epoch:
+                step_rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6),
+                                  "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6)})
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        seconds = time.perf_counter() - t0
+        val = evaluate_split(model, val_set, tokenizer, labels, batch_size=cfg.eval_batch_size,
+                             device=device, precision=cfg.precision)
+        epoch_rows.append({"epoch": epoch, "step": step, "train_loss": round(loss_sum / len(batches), 6),
+                           "val_f1": val["f1"], "val_precision": val["precision"], "val_recall": val["recall"],
+                           "train_seconds": round(seconds, 3), "train_tokens_per_s": round(tokens / seconds, 1)})
+        print(f"epoch {epoch}: train loss {loss_sum / len(batches):.4f}, val F1 {val['f1']:.4f}, "
+              f"{tokens / seconds:.0f} word pieces/s", flush=True)
+        if val["f1"] > best_f1:
+            best_f1 = val["f1"]
+            ckpts.save_best(model, tokenizer)
+        ckpts.save(epoch, model, optimizer, scheduler,
+                   {"step": step, "best_f1": best_f1, "step_rows": step_rows, "epoch_rows": epoch_rows})
+
+    best = Path(ckpt_dir) / "best"
+    with atomic_dir(out_dir) as tmp:
+        shutil.copytree(best, tmp, dirs_exist_ok=True)
+    write_csv(steps_csv, step_rows)
+    write_csv(epochs_csv, epoch_rows)
+    return epoch_rows
