@@ -2,7 +2,7 @@
 # Run:     snakemake --cores all          (config.yaml; CONLL2003_DIR for a local CoNLL-2003)
 # Report:  snakemake --report results/report.html
 # Rules live in rules/*.smk; this file only wires them together.
-configfile: "config.yaml"
+configfile: f"{workflow.basedir}/config.yaml"
 
 
 report: "report/workflow.rst"

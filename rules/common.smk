@@ -1,4 +1,4 @@
-import os
+from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
@@ -12,6 +12,8 @@ min_version("9.0")
 validate(config, schema="../schemas/config.schema.yaml")
 
 SPLITS = ["train", "validation", "test"]
+# Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.
+PACKAGE_DIR = Path(workflow.basedir) / "src" / "shrink"
 TEACHER = "teacher"
 # Every model folder under results/models/ that gets evaluated and tabled; compression variants join this list.
 MODELS = [TEACHER]

@@ -11,7 +11,8 @@ rule evaluate:
         model="|".join(MODELS),
     params:
         evaluate=config["evaluate"],
-        config=config,
+        # provenance: every setting except scheduling resources, which do not change a result
+        config={k: v for k, v in config.items() if k != "resources"},
         seed=config["seed"],
     log:
         "results/logs/evaluate_{model}.log",

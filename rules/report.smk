@@ -12,7 +12,7 @@ FIGURES = {
 rule summary_table:
     input:
         metrics=expand("results/metrics/{model}.json", model=MODELS),
-        code="src/shrink/tables.py",
+        code=PACKAGE_DIR / "tables.py",
     output:
         csv=report(
             "results/tables/summary.csv",
@@ -41,7 +41,7 @@ rule plot_training_curve:
             model=TEACHER,
             log="epochs" if wc.kind == "val_f1" else "steps",
         ),
-        code="src/shrink/plots.py",
+        code=PACKAGE_DIR / "plots.py",
     output:
         report(
             "results/figures/{kind}.png",
@@ -69,7 +69,7 @@ rule plot_training_curve:
 rule plot_per_type_f1:
     input:
         metrics="results/metrics/{model}.json",
-        code="src/shrink/plots.py",
+        code=PACKAGE_DIR / "plots.py",
     output:
         report(
             "results/figures/per_type_f1_{model}.png",

@@ -12,6 +12,7 @@ from .conll import Sentence, iob1_violations, label_list, read_conll, to_iob2
 from .errors import ConfigError, DataError
 
 SPLITS = ("train", "validation", "test")
+NOT_DROPS = ("stripped_tokens", "iob1_tags_converted")  # counted, but no sentence is removed for them
 
 
 @dataclass
@@ -47,17 +48,10 @@ def filter_sentences(sentences, filters, counts):
         if rule is not None:
             counts[f"drop_regex:{rule}"] += 1
             continue
-        tokens, tags = s.tokens, s.tags
+        tokens, tags, offsets = s.tokens, s.tags, s.offsets
         if strip:
-            pairs = []
-            for tok, tag in zip(tokens, tags):
-                for p in strip:
-                    tok = p.sub("", tok)
-                if tok:
-                    pairs.append((tok, tag))
-            counts["stripped_tokens"] += len(tokens) - len(pairs)
-            tokens = [t for t, _ in pairs]
-            tags = to_iob2([g for _, g in pairs])  # a stripped B- token must not orphan its I- tokens
+            tokens, tags, offsets = strip_tokens(s, strip)
+            counts["stripped_tokens"] += len(s.tokens) - len(tokens)
         if not tokens:
             counts["empty"] += 1
             continue
@@ -67,8 +61,32 @@ def filter_sentences(sentences, filters, counts):
         if filters.max_tokens and len(tokens) > filters.max_tokens:
             counts["too_long"] += 1
             continue
-        kept.append(Sentence(tokens, tags, s.line, s.path))
+        kept.append(Sentence(tokens, tags, s.line, s.path, offsets))
     return kept
+
+
+def strip_tokens(s, patterns):
+    """Delete pattern matches from tokens and drop tokens left empty, keeping entity spans intact.
+
+    A removed B-X hands its B- to the next kept token when that token continues the entity
+    (B-X I-X), and the result is repaired to IOB2, so stripping never merges or orphans entities.
+    Returns tokens, tags and each kept token's line offset in the original sentence.
+    """
+    tokens, tags, offsets = [], [], []
+    pending_begin = None
+    for i, (tok, tag) in enumerate(zip(s.tokens, s.tags)):
+        for p in patterns:
+            tok = p.sub("", tok)
+        if not tok:
+            pending_begin = tag[2:] if tag.startswith("B-") else pending_begin if tag.startswith("I-") else None
+            continue
+        if pending_begin is not None and tag == f"I-{pending_begin}":
+            tag = f"B-{pending_begin}"
+        pending_begin = None
+        tokens.append(tok)
+        tags.append(tag)
+        offsets.append(s.offsets[i] if s.offsets is not None else i)
+    return tokens, to_iob2(tags), offsets
 
 
 def fix_scheme(sentences, scheme, counts):
@@ -78,11 +96,11 @@ def fix_scheme(sentences, scheme, counts):
         bad = iob1_violations(s.tags)
         if bad and scheme == "iob2":
             i = bad[0]
-            raise DataError(s.path, s.line + i,
+            raise DataError(s.path, s.line_of(i),
                             f"tag '{s.tags[i]}' starts an entity without B- (IOB1); "
                             "set data.tag_scheme: auto to convert IOB1 to IOB2")
         counts["iob1_tags_converted"] += len(bad)
-        out.append(Sentence(s.tokens, to_iob2(s.tags), s.line, s.path) if bad else s)
+        out.append(Sentence(s.tokens, to_iob2(s.tags), s.line, s.path, s.offsets) if bad else s)
     return out
 
 
@@ -108,8 +126,9 @@ def clean_corpus(paths, encoding="utf-8", tag_scheme="auto", on_malformed="error
             "rows_in": len(res.sentences) + len(res.rejected),
             "rows_out": len(sents),
             "tokens_out": sum(len(s.tokens) for s in sents),
-            "dropped": {k: v for k, v in sorted(counts.items()) if v and k != "stripped_tokens"},
+            "dropped": {k: v for k, v in sorted(counts.items()) if v and k not in NOT_DROPS},
             "stripped_tokens": counts["stripped_tokens"],
+            "iob1_tags_converted": counts["iob1_tags_converted"],
         }
 
     labels = label_list(splits["train"])
@@ -118,7 +137,7 @@ def clean_corpus(paths, encoding="utf-8", tag_scheme="auto", on_malformed="error
         for s in splits[split]:
             for i, tag in enumerate(s.tags):
                 if tag not in known:
-                    raise DataError(s.path, s.line + i,
+                    raise DataError(s.path, s.line_of(i),
                                     f"tag '{tag}' never occurs in the train split "
                                     f"({paths['train']}); the model could not learn it")
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from .errors import DataError
 
 TAG_RE = re.compile(r"^(O|[BI]-\S+)$")
+COLUMN_SEP = re.compile(r"[ \t]+")
 
 
 @dataclass
@@ -20,9 +21,10 @@ class Sentence:
     tags: list
     line: int  # line of the first token in its file, 1-based
     path: str = ""
+    offsets: list | None = None  # each token's line offset from `line`, once cleaning removed tokens
 
-    def where(self, i=0):
-        return f"{self.path}:{self.line + i}"
+    def line_of(self, i):
+        return self.line + (self.offsets[i] if self.offsets is not None else i)
 
 
 @dataclass
@@ -69,8 +71,10 @@ def read_conll(path, encoding="utf-8", on_malformed="error"):
             sentences.append(Sentence(tokens, tags, start, str(path)))
         tokens, tags, start, bad = [], [], None, None
 
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        cols = line.split()
+    # Lines end at \n only and columns split at spaces and tabs only: str.splitlines() and
+    # str.split() would also break a token at U+2028, U+0085 and other Unicode separators.
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        cols = COLUMN_SEP.split(line.strip(" \t\r")) if line.strip(" \t\r") else []
         if not cols:
             flush()
             continue

@@ -84,7 +84,8 @@ def count_parameters(model):
         seen.add(id(p))
         total += p.numel()
         nonzero += int(torch.count_nonzero(p).item())
-    emb = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding))
+    tables = {id(m.weight): m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    emb = sum(w.numel() for w in tables.values())
     return {"total": total, "embedding": emb, "non_embedding": total - emb, "nonzero": nonzero}
 
 

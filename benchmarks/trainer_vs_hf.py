@@ -1,0 +1,93 @@
+"""Throughput and F1 of the teacher rule's trainer against a plain Hugging Face `Trainer` recipe.
+
+Both runs use one process, the same tokenized data, model, epochs, seed, learning rate, batch
+size, warmup and weight decay. They differ only in what this project changes on purpose:
+  ours:  length-grouped batches + dynamic padding, precision from --precision (bf16 autocast by default)
+  plain: random batches + dynamic padding (DataCollatorForTokenClassification), fp32, Trainer defaults
+Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
+both models are scored by the same seqeval code on the test split, in fp32.
+
+    python benchmarks/trainer_vs_hf.py --tokenized results/data/tokenized --epochs 1
+"""
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from shrink.evaluate import load_tokenized
+from shrink.metrics import evaluate_split
+from shrink.models import build_token_classifier
+from shrink.train import TrainConfig, seed_everything, train_token_classifier
+
+
+def plain_trainer(model, tok, train_set, args, workdir):
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+
+    steps = -(-len(train_set) // args.batch_size) * args.epochs
+    targs = TrainingArguments(
+        output_dir=str(workdir), num_train_epochs=args.epochs, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.lr, warmup_steps=int(0.1 * steps), weight_decay=0.01, seed=args.seed,
+        save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
+    )
+    cols = [c for c in train_set.column_names if c not in ("input_ids", "attention_mask", "labels")]
+    trainer = Trainer(model=model, args=targs, train_dataset=train_set.remove_columns(cols),
+                      data_collator=DataCollatorForTokenClassification(tok))
+    out = trainer.train()
+    return out.metrics["train_runtime"]
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokenized", default="results/data/tokenized", help="tokenized folder of a pipeline run")
+    p.add_argument("--preset", default="minilm")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--train-sentences", type=int, default=None, help="first N train sentences (default all)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    dd, tok, labels = load_tokenized(args.tokenized)
+    train_set = dd["train"]
+    if args.train_sentences:
+        train_set = train_set.select(range(min(args.train_sentences, len(train_set))))
+    word_pieces = sum(train_set["length"]) * args.epochs
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, precision=args.precision,
+                          seed=args.seed, group_by_length=True)
+        seed_everything(args.seed)
+        model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
+        rows = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / "ours",
+                                      tmp / "s.csv", tmp / "e.csv", tmp / "ckpt", progress=False)
+        from transformers import AutoModelForTokenClassification
+
+        best = AutoModelForTokenClassification.from_pretrained(tmp / "ours")
+        results["shrink trainer"] = (sum(r["train_seconds"] for r in rows),
+                                     evaluate_split(best, dd["test"], tok, labels)["f1"])
+
+        seed_everything(args.seed)
+        model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
+        t0 = time.perf_counter()
+        seconds = plain_trainer(model, tok, train_set, args, tmp / "hf")
+        results["plain HF Trainer"] = (seconds or time.perf_counter() - t0,
+                                       evaluate_split(model, dd["test"], tok, labels)["f1"])
+
+    print(f"\n{len(train_set)} train sentences x {args.epochs} epoch(s), {word_pieces:,} word pieces, "
+          f"{args.threads} threads, ours in {args.precision}")
+    print(f"{'recipe':<18} {'train s':>9} {'word pieces/s':>14} {'test F1':>8}")
+    for name, (sec, f1) in results.items():
+        print(f"{name:<18} {sec:9.1f} {word_pieces / sec:14.0f} {f1:8.4f}")
+    (s_ours, f_ours), (s_hf, f_hf) = results["shrink trainer"], results["plain HF Trainer"]
+    print(f"throughput ratio (ours / plain): {s_hf / s_ours:.2f}x; test F1 difference: {f_ours - f_hf:+.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The Hub loading path (datasets.load_dataset), exercised offline on a local dataset folder."""
+
+from datasets import ClassLabel, Dataset, Features, List, Value
+
+from shrink.conll import read_conll
+from shrink.sources import fetch_hub
+
+NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+
+
+def test_fetch_hub_writes_conll_from_a_dataset_with_classlabel_tags(tmp_path):
+    features = Features({"tokens": List(Value("string")), "ner_tags": List(ClassLabel(names=NAMES))})
+    src = tmp_path / "hub_like"
+    src.mkdir()
+    rows = {"train": [(["Peter", "Blackburn", "lives", "in", "Paris"], [1, 2, 0, 0, 3])],
+            "validation": [(["New", "York"], [3, 4]), ([], [])],
+            "test": [(["Anna", "left"], [1, 0])]}
+    for split, pairs in rows.items():
+        ds = Dataset.from_dict({"tokens": [t for t, _ in pairs], "ner_tags": [g for _, g in pairs]}, features=features)
+        ds.to_parquet(str(src / f"{split}.parquet"))
+    out = {s: tmp_path / "raw" / f"{s}.txt" for s in rows}
+    fetch_hub(str(src), out)
+    train = read_conll(out["train"]).sentences
+    assert train[0].tokens == ["Peter", "Blackburn", "lives", "in", "Paris"]
+    assert train[0].tags == ["B-PER", "I-PER", "O", "O", "B-LOC"]
+    val = read_conll(out["validation"]).sentences
+    assert [s.tags for s in val] == [["B-LOC", "I-LOC"]]  # the empty row is not written
+    assert read_conll(out["test"]).sentences[0].tags == ["B-PER", "O"]
