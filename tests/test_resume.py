@@ -25,8 +25,8 @@ def test_killed_training_resumes_and_matches(run_workflow, tmp_path):
     killed = tmp_path / "killed"
     killed.mkdir()
     (killed / "override.yaml").write_text(yaml.safe_dump(CONFIG))
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory", str(killed),
-           "--cores", "2", "--configfile", str(TEST_CONFIG), str(killed / "override.yaml"), "--", TARGET]
+    cmd = [sys.executable, "-m", "snakemake", TARGET, "-s", str(REPO / "Snakefile"), "--directory", str(killed),
+           "--cores", "2", "--configfile", str(TEST_CONFIG), str(killed / "override.yaml")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     ckpt = killed / "results" / "checkpoints" / "teacher"
     deadline = time.time() + 300

@@ -1,14 +1,14 @@
 """End to end: the whole DAG on the synthetic corpus with a tiny random BERT (the CI-sized run)."""
 
+import functools
 import json
-import os
 import re
 import time
 
 import pandas as pd
 import pytest
 
-from conftest import REPO
+from conftest import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +22,21 @@ def planned_jobs(dry_run_output):
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    from conftest import snakemake
+def workflow(tmp_path_factory):
+    """This module runs a copy of the workflow, so a test can edit its plot code."""
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
 
+
+@pytest.fixture
+def run(workflow):
+    return functools.partial(snakemake, snakefile=workflow)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, workflow):
     workdir = tmp_path_factory.mktemp("e2e")
     t0 = time.perf_counter()
-    r = snakemake(workdir)
+    r = snakemake(workdir, snakefile=workflow)
     assert r.returncode == 0, r.stderr[-4000:]
     return workdir, time.perf_counter() - t0
 
@@ -64,40 +73,40 @@ def test_outputs_exist_and_are_sane(finished_run):
     assert seconds < 240, f"the CI-sized run took {seconds:.0f} s"
 
 
-def test_second_run_has_nothing_to_do(finished_run, run_workflow):
+def test_second_run_has_nothing_to_do(finished_run, run):
     workdir, _ = finished_run
-    r = run_workflow(workdir, "-n")
+    r = run(workdir, "-n")
     assert r.returncode == 0
     assert "Nothing to be done" in r.stdout + r.stderr, planned_jobs(r.stdout)
 
 
-def test_report_builds(finished_run, run_workflow):
+def test_report_builds(finished_run, run):
     workdir, _ = finished_run
-    r = run_workflow(workdir, "--report", "report.html")
+    r = run(workdir, "--report", "report.html")
     assert r.returncode == 0, r.stderr[-3000:]
     html = (workdir / "report.html").read_text(errors="replace")
     assert len(html) > 50_000 and "summary.csv" in html and "val_f1.png" in html
 
 
-def test_deleted_figure_reruns_only_its_plot(finished_run, run_workflow):
+def test_deleted_figure_reruns_only_its_plot(finished_run, run):
     workdir, _ = finished_run
     (workdir / "results" / "figures" / "lr.png").unlink()
-    r = run_workflow(workdir, "-n")
+    r = run(workdir, "-n")
     assert planned_jobs(r.stdout) == {"plot_training_curve": 1, "all": 1}
-    r = run_workflow(workdir)
+    r = run(workdir)
     assert r.returncode == 0 and (workdir / "results" / "figures" / "lr.png").is_file()
 
 
-def test_editing_plot_code_reruns_only_plots(finished_run, run_workflow):
+def test_editing_plot_code_reruns_only_plots(finished_run, run, workflow):
     workdir, _ = finished_run
-    plots = REPO / "src" / "shrink" / "plots.py"
-    os.utime(plots)  # what an edit does to the file, as far as Snakemake's mtime trigger sees
-    r = run_workflow(workdir, "-n")
+    plots = workflow.parent / "src" / "shrink" / "plots.py"
+    plots.write_text(plots.read_text() + "\n# an edit\n")  # Snakemake compares content, not just mtime
+    r = run(workdir, "-n")
     assert planned_jobs(r.stdout) == {"plot_training_curve": 3, "plot_per_type_f1": 1, "all": 1}
     t0 = time.perf_counter()
-    r = run_workflow(workdir)
+    r = run(workdir)
     seconds = time.perf_counter() - t0
     assert r.returncode == 0
     assert "Loading weights" not in r.stderr and "torch" not in r.stderr  # no model was loaded
     assert seconds < 60, f"replotting took {seconds:.0f} s"
-    assert "Nothing to be done" in (lambda x: x.stdout + x.stderr)(run_workflow(workdir, "-n"))
+    assert "Nothing to be done" in (lambda x: x.stdout + x.stderr)(run(workdir, "-n"))
