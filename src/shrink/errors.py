@@ -17,9 +17,9 @@ class DataError(ShrinkError):
 class ConfigError(ShrinkError):
     """A bad configuration value; the message names the key."""
 
-    def __init__(self, key, message):
+    def __init__(self, key, message, kind="config key"):
         self.key = key
-        super().__init__(f"config key '{key}': {message}")
+        super().__init__(f"{kind} '{key}': {message}")
 
 
 class TrainingError(ShrinkError):

@@ -14,17 +14,18 @@ ENV_VAR = "CONLL2003_DIR"
 def resolve_conll_dir(configured):
     """The local CoNLL folder from config (data.conll_dir) or the environment, or None for the Hub."""
     if configured:
-        key, value = "data.conll_dir", configured
+        key, kind, value = "data.conll_dir", "config key", configured
     elif os.environ.get(ENV_VAR):
-        key, value = f"environment variable {ENV_VAR}", os.environ[ENV_VAR]
+        key, kind, value = ENV_VAR, "environment variable", os.environ[ENV_VAR]
     else:
         return None
     folder = Path(value).expanduser()
     if not folder.is_dir():
-        raise ConfigError(key, f"data directory '{folder}' does not exist")
+        raise ConfigError(key, f"data directory '{folder}' does not exist", kind)
     missing = [f"{s}.txt" for s in SPLITS if not (folder / f"{s}.txt").is_file()]
     if missing:
-        raise ConfigError(key, f"'{folder}' lacks {', '.join(missing)} (expected train.txt, validation.txt, test.txt)")
+        raise ConfigError(key, f"'{folder}' lacks {', '.join(missing)} (expected train.txt, validation.txt, test.txt)",
+                          kind)
     return folder.resolve()
 
 

@@ -1,4 +1,10 @@
-# Thin entry point: the logic is shrink.steps.clean (unit-tested in tests/).
-from shrink import steps
+# Thin entry point: the logic is shrink.steps.clean; the package is tested in tests/.
+import sys
+from pathlib import Path
 
-steps.run(steps.clean, snakemake)  # noqa: F821 (injected by Snakemake)
+# Import the package from this checkout, also inside a --sdm conda env without `pip install -e .`
+# (Snakemake sets __file__ to this script's real path).
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
+from shrink import steps  # noqa: E402
+
+steps.run(steps.clean, snakemake)  # noqa: F821
