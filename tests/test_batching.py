@@ -72,3 +72,33 @@ def test_sequential_batches():
     lengths = [3, 9, 1, 7, 5]
     assert sequential_batches(lengths, 2) == [[1, 3], [4, 0], [2]]
     assert sequential_batches(lengths, 2, sort=False) == [[0, 1], [2, 3], [4]]
+
+
+def test_token_budget_batches_cover_everything_within_budget():
+    import random
+
+    import torch
+
+    from shrink.batching import token_budget_batches
+
+    rng = random.Random(0)
+    lengths = [rng.choice([3, 5, 8, 20, 45, 110]) for _ in range(3000)]
+    batches = token_budget_batches(lengths, 640, torch.Generator().manual_seed(3))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(len(lengths)))
+    assert all(max(lengths[i] for i in b) * len(b) <= 640 for b in batches)
+    # short sentences share a batch with many others, long ones with few: real tokens per step even out
+    real = sorted(sum(lengths[i] for i in b) for b in batches)
+    assert real[len(real) // 10] > 0.6 * 640
+    again = token_budget_batches(lengths, 640, torch.Generator().manual_seed(3))
+    assert again == batches
+
+
+def test_token_budget_smaller_than_a_sentence_is_a_config_error():
+    import pytest
+
+    from shrink.errors import ConfigError
+    from shrink.train import TrainConfig, epoch_batches
+
+    with pytest.raises(ConfigError, match="train.batch_tokens"):
+        epoch_batches(TrainConfig(batch_tokens=16), [10, 30, 12], 1)

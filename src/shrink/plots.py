@@ -53,7 +53,9 @@ def plot_val_f1(epoch_csvs, out):
         best = df.loc[df["val_f1"].idxmax()]
         ax.annotate(f"best {best['val_f1']:.4f}", (best["epoch"], best["val_f1"]),
                     textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
-    ax.set(xlabel="epoch", ylabel="validation entity F1", title="Validation F1 per epoch (checkpoint selection)")
+    ax.margins(y=0.15)  # room for the annotation above the best point
+    ax.set(xlabel="epoch", ylabel="validation entity F1 (training precision)",
+           title="Validation F1 per epoch (checkpoint selection)")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     ax.legend()

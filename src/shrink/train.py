@@ -8,7 +8,6 @@ from the newest one whose fingerprint matches the current settings.
 import csv
 import hashlib
 import json
-import math
 import random
 import shutil
 import time
@@ -20,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .atomic import atomic_dir, atomic_path
-from .batching import Padder, length_grouped_batches, random_batches
+from .batching import Padder, length_grouped_batches, random_batches, token_budget_batches
 from .errors import ConfigError, TrainingError
 from .metrics import autocast, evaluate_split
 
@@ -32,6 +31,7 @@ class TrainConfig:
     epochs: int = 3
     lr: float = 5e-5
     batch_size: int = 32
+    batch_tokens: int | None = None  # with group_by_length: a padded-token budget per batch instead of batch_size
     eval_batch_size: int = 64
     warmup_ratio: float = 0.1
     scheduler: str = "linear"
@@ -98,6 +98,18 @@ def fingerprint(cfg, model_cfg, train_set):
     key = json.dumps({"train": asdict(cfg), "model": model_cfg, "rows": len(train_set),
                       "data": train_set._fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def epoch_batches(cfg, lengths, epoch):
+    g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    if not cfg.group_by_length:
+        return random_batches(len(lengths), cfg.batch_size, g)
+    if cfg.batch_tokens:
+        if cfg.batch_tokens < max(lengths):
+            raise ConfigError("train.batch_tokens", f"{cfg.batch_tokens} is less than the longest sentence "
+                              f"({max(lengths)} word pieces); raise it or lower tokenize.max_length")
+        return token_budget_batches(lengths, cfg.batch_tokens, g)
+    return length_grouped_batches(lengths, cfg.batch_size, g)
 
 
 def param_groups(model, weight_decay):
@@ -169,10 +181,12 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
     model.to(device)
     pad = Padder(tokenizer)
     lengths = list(train_set["length"])
-    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    # Batch order depends only on seed and epoch, so every epoch's batches are known up front
+    # (the schedule needs the total step count) and a resumed run sees the same batches.
+    plan = {epoch: epoch_batches(cfg, lengths, epoch) for epoch in range(1, cfg.epochs + 1)}
     # The fused kernel updates all parameters in one pass: 10x faster steps than the loop on CPU (measured).
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=True)
-    scheduler = make_scheduler(cfg.scheduler, optimizer, cfg.epochs * steps_per_epoch, cfg.warmup_ratio)
+    scheduler = make_scheduler(cfg.scheduler, optimizer, sum(map(len, plan.values())), cfg.warmup_ratio)
     ckpts = Checkpoints(ckpt_dir, fingerprint(cfg, model_cfg, train_set))
 
     start_epoch, step, best_f1, step_rows, epoch_rows = 1, 0, -1.0, [], []
@@ -189,9 +203,7 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
         print(f"resuming from {last} (epoch {meta['epoch']} of {cfg.epochs} done)", flush=True)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)  # batch order depends only on seed and epoch
-        batches = (length_grouped_batches(lengths, cfg.batch_size, g) if cfg.group_by_length
-                   else random_batches(len(lengths), cfg.batch_size, g))
+        batches = plan[epoch]
         model.train()
         t0, tokens, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
@@ -211,7 +223,7 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
             n_tok = int(batch["attention_mask"].sum())
             tokens += n_tok
             loss_sum += loss.item()
-            if step % cfg.log_every == 0 or step == steps_per_epoch * epoch:
+            if step % cfg.log_every == 0 or idx is batches[-1]:
                 step_rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6),
                                   "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6)})
                 bar.set_postfix(loss=f"{loss.item():.4f}")
