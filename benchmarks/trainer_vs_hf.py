@@ -2,8 +2,10 @@
 
 Both runs use one process, the same tokenized data, model, epochs, seed, learning rate, batch
 size, warmup and weight decay. They differ only in what this project changes on purpose:
-  ours:  length-grouped batches + dynamic padding, precision from --precision (bf16 autocast by default)
-  plain: random batches + dynamic padding (DataCollatorForTokenClassification), fp32, Trainer defaults
+  ours:  length-grouped batches of --batch-tokens padded word pieces (the config default; 0 for
+         --batch-size sentences), dynamic padding, --precision (bf16 autocast by default)
+  plain: random batches of --batch-size sentences, dynamic padding (DataCollatorForTokenClassification),
+         fp32, Trainer defaults otherwise
 Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
 both models are scored by the same seqeval code on the test split, in fp32.
 
@@ -47,6 +49,7 @@ def main():
     p.add_argument("--train-sentences", type=int, default=None, help="first N train sentences (default all)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-tokens", type=int, default=640, help="ours: padded word pieces per batch (0: use --batch-size)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -62,7 +65,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, precision=args.precision,
-                          seed=args.seed, group_by_length=True)
+                          seed=args.seed, group_by_length=True, batch_tokens=args.batch_tokens or None)
         seed_everything(args.seed)
         model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
         rows = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / "ours",
@@ -81,7 +84,8 @@ def main():
                                        evaluate_split(model, dd["test"], tok, labels)["f1"])
 
     print(f"\n{len(train_set)} train sentences x {args.epochs} epoch(s), {word_pieces:,} word pieces, "
-          f"{args.threads} threads, ours in {args.precision}")
+          f"{args.threads} threads; ours: {args.precision}, "
+          + (f"{args.batch_tokens} word pieces a batch" if args.batch_tokens else f"{args.batch_size} sentences a batch"))
     print(f"{'recipe':<18} {'train s':>9} {'word pieces/s':>14} {'test F1':>8}")
     for name, (sec, f1) in results.items():
         print(f"{name:<18} {sec:9.1f} {word_pieces / sec:14.0f} {f1:8.4f}")

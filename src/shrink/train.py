@@ -8,6 +8,7 @@ from the newest one whose fingerprint matches the current settings.
 import csv
 import hashlib
 import json
+import math
 import random
 import shutil
 import time
@@ -169,6 +170,35 @@ def write_csv(path, rows):
         w.writerows(rows)
 
 
+def train_epoch(model, optimizer, scheduler, pad, train_set, batches, cfg, device, epoch, step, step_rows,
+                progress):
+    """One pass over `batches`; appends to `step_rows` every `log_every` steps. Returns (tokens, loss sum, step)."""
+    model.train()
+    tokens, loss_sum = 0, 0.0
+    bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
+    for idx in bar:
+        batch = pad(train_set, idx, device)
+        with autocast(device, cfg.precision):
+            loss = model(**batch).loss
+        value = loss.item()
+        if not math.isfinite(value):
+            raise TrainingError(f"loss is {value} at epoch {epoch}, step {step + 1} "
+                                f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr or use train.precision: fp32")
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(batch["attention_mask"].sum())
+        loss_sum += value
+        if step % cfg.log_every == 0 or idx is batches[-1]:
+            step_rows.append({"step": step, "epoch": epoch, "loss": round(value, 6),
+                              "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6)})
+            bar.set_postfix(loss=f"{value:.4f}")
+    return tokens, loss_sum, step
+
+
 def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, out_dir, steps_csv, epochs_csv,
                            ckpt_dir, model_cfg=None, progress=True):
     """Train, keep the epoch with the best validation F1, save it with `save_pretrained` to `out_dir`."""
@@ -204,29 +234,9 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         batches = plan[epoch]
-        model.train()
-        t0, tokens, loss_sum = time.perf_counter(), 0, 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
-        for idx in bar:
-            batch = pad(train_set, idx, device)
-            with autocast(device, cfg.precision):
-                loss = model(**batch).loss
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss is {loss.item()} at epoch {epoch}, step {step + 1} "
-                                    f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr or use train.precision: fp32")
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            n_tok = int(batch["attention_mask"].sum())
-            tokens += n_tok
-            loss_sum += loss.item()
-            if step % cfg.log_every == 0 or idx is batches[-1]:
-                step_rows.append({"step": step, "epoch": epoch, "loss": round(loss.item(), 6),
-                                  "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6)})
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+        t0 = time.perf_counter()
+        tokens, loss_sum, step = train_epoch(model, optimizer, scheduler, pad, train_set, batches, cfg, device,
+                                             epoch, step, step_rows, progress)
         seconds = time.perf_counter() - t0
         val = evaluate_split(model, val_set, tokenizer, labels, batch_size=cfg.eval_batch_size,
                              device=device, precision=cfg.precision)
