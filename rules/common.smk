@@ -50,6 +50,15 @@ def raw_inputs(wildcards):
     return {s: raw_split(s) for s in SPLITS}
 
 
+# Only the settings a step reads reach its params, so editing an unrelated key reruns nothing.
+CLEAN_KEYS = ("encoding", "tag_scheme", "on_malformed", "max_sentences", "filters")
+TOKENIZER_KEYS = ("preset", "name_or_path", "tokenizer")
+
+
+def pick(section, keys):
+    return {k: config[section].get(k) for k in keys}
+
+
 def res(group, key):
     """A resource value of a rule group (config 'resources'), falling back to 'default'."""
     table = config["resources"]

@@ -36,7 +36,7 @@ rule clean_data:
             category="Data",
         ),
     params:
-        data=config["data"],
+        data=pick("data", CLEAN_KEYS),
         seed=config["seed"],
     log:
         "results/logs/clean_data.log",
@@ -58,7 +58,7 @@ rule tokenize:
         directory("results/data/tokenized"),
     params:
         tokenize=config["tokenize"],
-        teacher=config["teacher"],
+        teacher=pick("teacher", TOKENIZER_KEYS),
     log:
         "results/logs/tokenize.log",
     threads: res("data", "threads")

@@ -6,9 +6,10 @@ import pytest
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-# Measured on the 2-core CI machine kind with this exact configuration (see README, "Numbers"):
-# test F1 FLOOR_MEASURED. The floor leaves room for CPU-kind differences in float rounding.
-F1_FLOOR = 0.0
+# Measured on the 2-core CI machine kind with this exact configuration (README, "Numbers"):
+# validation F1 0.7202, test F1 0.6838 (an untrained head scores about 0). The run is deterministic
+# on one CPU kind; the margin covers bf16/fp32 rounding differences on other CPUs.
+F1_FLOOR = 0.64
 
 
 def test_minilm_subset_reaches_floor(run_workflow, tmp_path, conll_dir):
