@@ -9,7 +9,7 @@ size, warmup and weight decay. They differ only in what this project changes on 
 Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
 both models are scored by the same seqeval code on the test split, in fp32.
 
-    python benchmarks/trainer_vs_hf.py --tokenized results/data/tokenized --epochs 1
+    python perf/trainer_vs_hf.py --tokenized results/data/tokenized --epochs 1
 """
 
 import argparse
