@@ -22,9 +22,10 @@ def predict_tags(model, dataset, tokenizer, labels, batch_size=64, device="cpu",
     """
     model.eval()
     pad = Padder(tokenizer)
-    starts = dataset["word_starts"]
+    # Materialise the columns once: element access on a lazy Arrow column costs a lookup per item.
+    starts = list(dataset["word_starts"])
     preds = [None] * len(dataset)
-    for idx in sequential_batches(dataset["length"], batch_size):
+    for idx in sequential_batches(list(dataset["length"]), batch_size):
         batch = pad(dataset, idx, device)
         batch.pop("labels", None)
         with autocast(device, precision):
