@@ -11,6 +11,7 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
+include: "rules/compress.smk"
 include: "rules/evaluate.smk"
 include: "rules/report.smk"
 
@@ -20,4 +21,5 @@ rule all:
         "results/tables/summary.csv",
         "results/tables/summary.md",
         expand("results/figures/{kind}.png", kind=FIGURES),
-        expand("results/figures/per_type_f1_{model}.png", model=MODELS),
+        f"results/figures/per_type_f1_{TEACHER}.png",
+        compression_figures(),

@@ -1,9 +1,11 @@
+from functools import partial
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from shrink.errors import ShrinkError
+from shrink.recipes import METHODS, plan, recipe_string
 from shrink.sources import resolve_conll_dir
 
 min_version("9.0")
@@ -76,3 +78,83 @@ def train_gpus():
 def checkpoint_dir(model):
     # Not a declared output: Snakemake would delete it before a rerun, and resuming needs it.
     return f"results/checkpoints/{model}"
+
+
+# Compression variants: recipes of steps, each step cached under results/steps/<method>-<hash>/.
+try:
+    VARIANTS, STEPS = plan(config.get("compress"))
+except ShrinkError as e:
+    raise WorkflowError(str(e))
+MODELS += list(VARIANTS)
+TEACHER_LOGITS = "results/teacher/train_logits.safetensors"
+
+
+def model_dir(model):
+    if model == TEACHER:
+        return f"results/models/{TEACHER}"
+    return f"results/steps/{VARIANTS[model].last}/model"
+
+
+def step_of(method, wildcards):
+    sid = f"{method}-{wildcards.hash}"
+    if sid not in STEPS:
+        raise WorkflowError(f"no recipe step {sid} in config key 'compress.variants'")
+    return STEPS[sid]
+
+
+def step_inputs(wildcards, method):
+    step = step_of(method, wildcards)
+    inputs = {"data": "results/data/tokenized"}
+    if step.parent == TEACHER:
+        inputs["parent"] = model_dir(TEACHER)
+    elif step.parent != "pretrained":
+        inputs["parent"] = f"results/steps/{step.parent}/model"
+    p = step.params
+    if (method == "distill" and not p.get("intermediate")) or (
+        method == "gate_heads" and p.get("loss") == "distill"
+    ):
+        inputs["logits"] = TEACHER_LOGITS
+    if method == "distill" and p.get("intermediate"):
+        inputs["teacher"] = model_dir(TEACHER)
+    return inputs
+
+
+def step_key(sid):
+    """The config key of a step, for error messages: its first variant's recipe entry."""
+    for name, v in VARIANTS.items():
+        if sid in v.steps:
+            return f"compress.variants.{v.base}.recipe[{v.steps.index(sid)}]"
+    return "compress.variants"
+
+
+def step_outputs(method, trains):
+    base = f"results/steps/{method}-{{hash}}"
+    out = {"model": directory(f"{base}/model"), "report": f"{base}/step.json"}
+    if trains:
+        out.update(steps=f"{base}/steps.csv", epochs=f"{base}/epochs.csv")
+    if method == "gate_heads":
+        out["extra"] = f"{base}/gates.csv"
+    return out
+
+
+def variant_info(model):
+    """What the summary table says about a model's recipe (the teacher has none)."""
+    if model == TEACHER:
+        return {"method": "fine-tune", "recipe": "teacher", "steps": []}
+    v = VARIANTS[model]
+    last = STEPS[v.last]
+    return {
+        "method": last.method if last.method != "prune" else last.params.get("method", "sparsegpt"),
+        "recipe": recipe_string(v, STEPS),
+        "root": v.root,
+        "steps": [{"id": s, "method": STEPS[s].method, "params": STEPS[s].params} for s in v.steps],
+    }
+
+
+def variants_with(method):
+    return [name for name, v in VARIANTS.items() if STEPS[v.last].method == method]
+
+
+def training_steps():
+    """Step ids of every training step any variant runs (their logs feed the loss figure)."""
+    return sorted({s for v in VARIANTS.values() for s in v.steps if STEPS[s].trains})

@@ -3,7 +3,7 @@
 
 rule evaluate:
     input:
-        model="results/models/{model}",
+        model=lambda wc: model_dir(wc.model),
         data="results/data/tokenized",
     output:
         "results/metrics/{model}.json",
@@ -14,6 +14,7 @@ rule evaluate:
         # provenance: every setting except scheduling resources, which do not change a result
         config={k: v for k, v in config.items() if k != "resources"},
         seed=config["seed"],
+        variant=lambda wc: variant_info(wc.model),
     log:
         "results/logs/evaluate_{model}.log",
     threads: res("evaluate", "threads")

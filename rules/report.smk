@@ -89,3 +89,163 @@ rule plot_per_type_f1:
         "../envs/report.yaml"
     script:
         "../workflow/scripts/plot.py"
+
+
+# Compression figures: from metrics and step logs only, like the ones above.
+PRUNED = variants_with("prune")
+GATED = variants_with("gate_heads")
+
+
+def compression_figures():
+    figs = []
+    if VARIANTS:
+        figs += expand("results/figures/pareto_{axis}.png", axis=["params", "latency"])
+    if training_steps():
+        figs.append("results/figures/compress_losses.png")
+    if PRUNED:
+        figs.append("results/figures/pruning_sparsity.png")
+    if GATED:
+        figs.append("results/figures/heads_f1.png")
+        figs += expand("results/figures/gates_{model}.{ext}", model=GATED, ext=["png", "gif"])
+    return figs
+
+
+def step_label(sid):
+    """A readable label for a step's log: the variants that run it, and the method."""
+    users = [n for n, v in VARIANTS.items() if sid in v.steps]
+    return f"{users[0]}{' +' + str(len(users) - 1) if len(users) > 1 else ''}: {STEPS[sid].method}"
+
+
+rule plot_pareto:
+    input:
+        metrics=expand("results/metrics/{model}.json", model=MODELS),
+        code=PACKAGE_DIR / "compression_plots.py",
+    output:
+        report(
+            "results/figures/pareto_{axis}.png",
+            caption="../report/pareto.rst",
+            category="Compression",
+            labels={"figure": "pareto {axis}"},
+        ),
+    wildcard_constraints:
+        axis="params|latency",
+    params:
+        kind="pareto",
+        teacher=TEACHER,
+    log:
+        "results/logs/plot_pareto_{axis}.log",
+    threads: res("default", "threads")
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/plot.py"
+
+
+rule plot_compress_losses:
+    input:
+        logs=[f"results/steps/{s}/steps.csv" for s in training_steps()],
+        code=PACKAGE_DIR / "compression_plots.py",
+    output:
+        report(
+            "results/figures/compress_losses.png",
+            caption="../report/compress_losses.rst",
+            category="Compression",
+            labels={"figure": "training losses"},
+        ),
+    params:
+        kind="compress_losses",
+        labels=[step_label(s) for s in training_steps()],
+    log:
+        "results/logs/plot_compress_losses.log",
+    threads: res("default", "threads")
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/plot.py"
+
+
+rule plot_pruning:
+    input:
+        metrics=expand("results/metrics/{model}.json", model=PRUNED),
+        teacher=f"results/metrics/{TEACHER}.json",
+        code=PACKAGE_DIR / "compression_plots.py",
+    output:
+        report(
+            "results/figures/pruning_sparsity.png",
+            caption="../report/pruning.rst",
+            category="Compression",
+            labels={"figure": "pruning"},
+        ),
+    params:
+        kind="pruning",
+    log:
+        "results/logs/plot_pruning.log",
+    threads: res("default", "threads")
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/plot.py"
+
+
+rule plot_heads_f1:
+    input:
+        metrics=expand("results/metrics/{model}.json", model=GATED),
+        teacher=f"results/metrics/{TEACHER}.json",
+        code=PACKAGE_DIR / "compression_plots.py",
+    output:
+        report(
+            "results/figures/heads_f1.png",
+            caption="../report/heads_f1.rst",
+            category="Compression",
+            labels={"figure": "heads kept"},
+        ),
+    params:
+        kind="heads_f1",
+    log:
+        "results/logs/plot_heads_f1.log",
+    threads: res("default", "threads")
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/plot.py"
+
+
+rule plot_gates:
+    input:
+        gates=lambda wc: f"results/steps/{VARIANTS[wc.model].last}/gates.csv",
+        code=PACKAGE_DIR / "compression_plots.py",
+    output:
+        report(
+            "results/figures/gates_{model}.{ext}",
+            caption="../report/gates.rst",
+            category="Compression",
+            labels={"figure": "gates {ext}", "model": "{model}"},
+        ),
+    wildcard_constraints:
+        model="|".join(GATED) or "no-gated-variants",
+        ext="png|gif",
+    params:
+        kind=lambda wc: "gate_curves" if wc.ext == "png" else "gate_gif",
+        title="{model}",
+    log:
+        "results/logs/plot_gates_{model}_{ext}.log",
+    threads: res("default", "threads")
+    resources:
+        mem_mb=res("default", "mem_mb"),
+        runtime=res("default", "runtime"),
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../workflow/scripts/plot.py"

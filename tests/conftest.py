@@ -51,3 +51,38 @@ def conll_dir():
     if not path or not (Path(path) / "train.txt").is_file():
         pytest.skip("CONLL2003_DIR is not set to a CoNLL-2003 folder")
     return Path(path)
+
+
+def make_tiny_bert(seed=0, hidden=32, layers=4, heads=4, ffn=64, vocab=100, labels=5, dropout=0.0):
+    """A small random BertForTokenClassification (dropout off unless asked, so outputs are comparable)."""
+    import torch
+    from transformers import AutoModelForTokenClassification, BertConfig
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                        intermediate_size=ffn, num_labels=labels, hidden_dropout_prob=dropout,
+                        attention_probs_dropout_prob=dropout, max_position_embeddings=64)
+    return AutoModelForTokenClassification.from_config(config).eval()
+
+
+def make_batch(seed=0, batch=3, length=9, vocab=100, labels=5):
+    """Token ids with padding at the end of all rows but the first, and labels (-100 on padding)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1, vocab, (batch, length), generator=g)
+    mask = torch.ones(batch, length, dtype=torch.long)
+    for row in range(1, batch):
+        mask[row, length - 2 * row:] = 0
+    y = torch.randint(0, labels, (batch, length), generator=g).masked_fill(mask == 0, -100)
+    return {"input_ids": ids * mask, "attention_mask": mask, "labels": y}
+
+
+@pytest.fixture
+def tiny_bert():
+    return make_tiny_bert
+
+
+@pytest.fixture
+def batch():
+    return make_batch

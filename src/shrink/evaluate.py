@@ -60,21 +60,38 @@ def speed(model, dataset, tokenizer, device="cpu", precision="fp32", latency_sen
             "threads": torch.get_num_threads()}
 
 
-def evaluate_model(model_dir, tokenized_dir, out_json, name, eval_cfg=None, config=None, seed=None):
-    from transformers import AutoModelForTokenClassification
+def structure(model):
+    """Sparsity of the encoder's linear weights, attention heads kept, and weight bits."""
+    from .methods.factorize import encoder_linears
+
+    zeros = total = 0
+    for _, lin in encoder_linears(model):
+        w = lin.weight
+        zeros += int((w == 0).sum())
+        total += w.numel()
+    heads = [layer.attention.self.num_attention_heads for layer in model.base_model.encoder.layer]
+    quantized = any(op["op"] == "quantize_int8" for op in getattr(model.config, "shrink_ops", None) or [])
+    return {"sparsity": zeros / total if total else 0.0, "heads_kept": sum(heads),
+            "heads_total": model.config.num_attention_heads * model.config.num_hidden_layers,
+            "heads_per_layer": heads, "bits": 8 if quantized else 32}
+
+
+def evaluate_model(model_dir, tokenized_dir, out_json, name, eval_cfg=None, config=None, seed=None, variant=None):
+    from .variants import load_model
 
     eval_cfg = eval_cfg or {}
     device, precision = eval_cfg.get("device", "cpu"), eval_cfg.get("precision", "fp32")
     dd, tok, labels = load_tokenized(tokenized_dir)
-    model = AutoModelForTokenClassification.from_pretrained(model_dir).to(device)
+    model = load_model(model_dir).to(device)
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != labels:
         raise ValueError(f"{model_dir} predicts labels {model_labels}, the data has {labels}")
     bs = eval_cfg.get("batch_size", 64)
-    result = {"model": name, "model_dir": str(model_dir)}
+    result = {"model": name, "model_dir": str(model_dir), "variant": variant or {}}
     for split in ("validation", "test"):
         result[split] = evaluate_split(model, dd[split], tok, labels, batch_size=bs, device=device, precision=precision)
     result["parameters"] = count_parameters(model)
+    result["structure"] = structure(model)
     result["disk_bytes"] = folder_bytes(model_dir)
     result["speed"] = speed(model, dd["test"], tok, device=device, precision=precision,
                             latency_sentences=eval_cfg.get("latency_sentences", 50),

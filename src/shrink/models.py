@@ -84,6 +84,11 @@ def count_parameters(model):
         seen.add(id(p))
         total += p.numel()
         nonzero += int(torch.count_nonzero(p).item())
+    for m in model.modules():  # dynamic int8 linears keep their weights packed, outside parameters()
+        if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
+            w, b = m.weight(), m.bias()
+            total += w.numel() + (b.numel() if b is not None else 0)
+            nonzero += int((w.int_repr() != 0).sum()) + (int(torch.count_nonzero(b)) if b is not None else 0)
     tables = {id(m.weight): m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding)}
     emb = sum(w.numel() for w in tables.values())
     return {"total": total, "embedding": emb, "non_embedding": total - emb, "nonzero": nonzero}

@@ -142,7 +142,8 @@ def evaluate(smk):
     from .evaluate import evaluate_model
 
     r = evaluate_model(smk.input.model, smk.input.data, smk.output[0], smk.wildcards.model,
-                       eval_cfg=dict(smk.params.evaluate), config=smk.params.config, seed=smk.params.seed)
+                       eval_cfg=dict(smk.params.evaluate), config=smk.params.config, seed=smk.params.seed,
+                       variant=dict(smk.params.variant))
     print(f"{smk.wildcards.model}: validation F1 {r['validation']['f1']:.4f}, test F1 {r['test']['f1']:.4f}, "
           f"{r['parameters']['total']:,} parameters")
 
@@ -158,6 +159,8 @@ def plot(smk):
     from . import plots
 
     kind = smk.params.kind
+    if kind in COMPRESSION_PLOTS:
+        return COMPRESSION_PLOTS[kind](smk)
     if kind == "loss":
         plots.plot_loss(smk.input.logs, smk.output[0])
     elif kind == "lr":
@@ -168,3 +171,63 @@ def plot(smk):
         plots.plot_per_type_f1(smk.input.metrics, smk.output[0])
     else:
         raise ShrinkError(f"unknown plot kind {kind!r}")
+
+
+def teacher_logits(smk):
+    _threads(smk)
+    from .compress import cache_teacher_logits
+
+    cache_teacher_logits(smk.input.model, smk.input.data, smk.output[0])
+
+
+def compress_step(smk):
+    _threads(smk)
+    from .compress import StepContext, run_step
+
+    out = {k: smk.output[k] for k in ("model", "report", "steps", "epochs", "extra") if k in smk.output.keys()}
+    ctx = StepContext(
+        method=smk.params.method, params=dict(smk.params.step), data=smk.input.data, out=out,
+        parent=smk.input.get("parent"), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
+        seed=smk.params.seed, checkpoints=smk.params.checkpoints, teacher_model=smk.input.get("teacher"),
+        teacher_logits=smk.input.get("logits"), key=smk.params.key)
+    run_step(ctx)
+
+
+def _pareto(smk):
+    from .compression_plots import plot_pareto
+
+    plot_pareto(list(smk.input.metrics), smk.wildcards.axis, smk.output[0], teacher=smk.params.teacher)
+
+
+def _pruning(smk):
+    from .compression_plots import plot_pruning
+
+    plot_pruning(list(smk.input.metrics), smk.output[0], teacher_metrics=smk.input.teacher)
+
+
+def _heads_f1(smk):
+    from .compression_plots import plot_heads_f1
+
+    plot_heads_f1(list(smk.input.metrics), smk.output[0], teacher_metrics=smk.input.teacher)
+
+
+def _losses(smk):
+    from .compression_plots import plot_losses
+
+    plot_losses(list(smk.input.logs), list(smk.params.labels), smk.output[0])
+
+
+def _gate_curves(smk):
+    from .compression_plots import plot_gate_curves
+
+    plot_gate_curves(smk.input.gates, smk.output[0], title=smk.params.title)
+
+
+def _gate_gif(smk):
+    from .compression_plots import gate_gif
+
+    gate_gif(smk.input.gates, smk.output[0], title=smk.params.title)
+
+
+COMPRESSION_PLOTS = {"pareto": _pareto, "pruning": _pruning, "heads_f1": _heads_f1, "compress_losses": _losses,
+                     "gate_curves": _gate_curves, "gate_gif": _gate_gif}

@@ -13,8 +13,11 @@ def summary_frame(metric_paths, teacher="teacher"):
     for path in metric_paths:
         m = json.loads(Path(path).read_text())
         p, s = m["parameters"], m["speed"]
+        v, st = m.get("variant") or {}, m.get("structure") or {}
         rows.append({
             "model": m["model"],
+            "method": v.get("method", ""),
+            "recipe": v.get("recipe", ""),
             "val_f1": m["validation"]["f1"],
             "test_f1": m["test"]["f1"],
             "test_precision": m["test"]["precision"],
@@ -27,6 +30,9 @@ def summary_frame(metric_paths, teacher="teacher"):
             "tokens_per_s": s["throughput_tokens_per_s"],
             "sentences_per_s": s["throughput_sentences_per_s"],
             "peak_rss_mb": m["peak_rss_mb"],
+            "sparsity": st.get("sparsity", 0.0),
+            "heads_kept": f"{st['heads_kept']}/{st['heads_total']}" if "heads_kept" in st else "",
+            "bits": st.get("bits", 32),
         })
     df = pd.DataFrame(rows)
     if teacher not in set(df["model"]):
@@ -41,7 +47,7 @@ def summary_frame(metric_paths, teacher="teacher"):
 def write_summary(metric_paths, out_csv, out_md, teacher="teacher"):
     df = summary_frame(metric_paths, teacher)
     write_text(out_csv, df.to_csv(index=False, float_format="%.6g"))
-    show = df[["model", "test_f1", "test_f1_rel_teacher", "val_f1", "params", "compression", "disk_mb",
-               "latency_ms", "tokens_per_s", "peak_rss_mb"]]
+    show = df[["model", "method", "test_f1", "test_f1_rel_teacher", "val_f1", "params", "compression", "sparsity",
+               "heads_kept", "bits", "disk_mb", "latency_ms", "speedup", "tokens_per_s", "peak_rss_mb", "recipe"]]
     write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n")
     return df

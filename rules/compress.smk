@@ -1,0 +1,53 @@
+# Teacher -> compression steps. One rule per method; a variant is a chain of steps, each cached
+# under results/steps/<method>-<hash>/ where the hash covers the whole prefix of the recipe.
+
+
+rule teacher_logits:
+    input:
+        model=model_dir(TEACHER),
+        data="results/data/tokenized",
+    output:
+        TEACHER_LOGITS,
+    log:
+        "results/logs/teacher_logits.log",
+    threads: res("evaluate", "threads")
+    resources:
+        mem_mb=res("evaluate", "mem_mb"),
+        runtime=res("evaluate", "runtime"),
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../workflow/scripts/teacher_logits.py"
+
+
+for _method, (_, _trains) in METHODS.items():
+    _group = "train" if _trains else "evaluate"
+
+    rule:
+        name:
+            _method
+        input:
+            unpack(partial(step_inputs, method=_method)),
+        output:
+            **step_outputs(_method, _trains),
+        wildcard_constraints:
+            hash="[0-9a-f]{8}",
+        params:
+            method=_method,
+            step=lambda wc, method=_method: step_of(method, wc).params,
+            key=lambda wc, method=_method: step_key(f"{method}-{wc.hash}"),
+            train=config["train"],
+            teacher=config["teacher"],
+            seed=config["seed"],
+            checkpoints=f"results/checkpoints/{_method}-{{hash}}",
+        log:
+            f"results/logs/{_method}-{{hash}}.log",
+        threads: res(_group, "threads")
+        resources:
+            mem_mb=res(_group, "mem_mb"),
+            runtime=res(_group, "runtime"),
+            gpu=train_gpus() if _trains else 0,
+        conda:
+            "../envs/train.yaml"
+        script:
+            "../workflow/scripts/compress_step.py"

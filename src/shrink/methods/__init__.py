@@ -1,0 +1,1 @@
+"""Compression methods; each module implements one paper and is tested on its own."""

@@ -1,0 +1,201 @@
+"""Knowledge distillation (Hinton et al. 2015) and intermediate-layer distillation (TinyBERT, Jiao et al. 2020).
+
+The logit loss is alpha * CE(hard labels) + (1 - alpha) * T^2 * KL(softmax(t/T) || softmax(s/T)).
+The T^2 keeps the soft term's gradient on the same scale as the hard term's when T changes:
+d KL / d s is (softmax(s/T) - softmax(t/T)) / T, and for large T that difference itself shrinks
+like 1/T, so the gradient falls like 1/T^2 without the factor.
+"""
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..models import count_parameters
+from .factorize import factorize_embeddings
+
+_kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
+
+
+def kd_loss(student_logits, teacher_logits, labels, mask, alpha=0.5, temperature=2.0):
+    """(loss, parts). Soft term on real (unpadded) word pieces only; hard term on labelled ones."""
+    mask = mask.bool()
+    s, t = student_logits[mask].float(), teacher_logits[mask].float()
+    # batchmean over the flattened real tokens: the mean KL per token
+    soft = _kl(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)) * temperature**2
+    hard = F.cross_entropy(student_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+    return alpha * hard + (1 - alpha) * soft, {"ce": hard.detach(), "kd": soft.detach()}
+
+
+class TeacherLogits:
+    """The teacher's logits on every word piece of a split, computed once: a flat (tokens, labels)
+    tensor and per-sentence offsets, so any batch of sentence indices can be padded back together."""
+
+    def __init__(self, flat, offsets):
+        self.flat, self.offsets = flat, offsets
+
+    @classmethod
+    @torch.no_grad()
+    def compute(cls, teacher, dataset, tokenizer, batch_size=64, device="cpu"):
+        from ..batching import Padder, sequential_batches
+
+        teacher.eval()
+        pad, lengths = Padder(tokenizer), list(dataset["length"])
+        rows = [None] * len(dataset)
+        for idx in sequential_batches(lengths, batch_size):
+            batch = pad(dataset, idx, device)
+            batch.pop("labels", None)
+            logits = teacher(**batch).logits.float().cpu()
+            for row, i in zip(logits, idx):
+                rows[i] = row[: lengths[i]]
+        offsets = torch.tensor([0] + lengths).cumsum(0)
+        return cls(torch.cat(rows), offsets)
+
+    def save(self, path):
+        from safetensors.torch import save_file
+
+        save_file({"flat": self.flat.contiguous(), "offsets": self.offsets}, str(path))
+
+    @classmethod
+    def load(cls, path):
+        from safetensors.torch import load_file
+
+        d = load_file(str(path))
+        return cls(d["flat"], d["offsets"])
+
+    def batch(self, indices, seq_len):
+        out = torch.zeros(len(indices), seq_len, self.flat.shape[1])
+        for row, i in enumerate(indices):
+            lo, hi = int(self.offsets[i]), int(self.offsets[i + 1])
+            out[row, : hi - lo] = self.flat[lo:hi]
+        return out
+
+
+class Distillation(nn.Module):
+    """Objective: KD from cached teacher logits (`TeacherLogits`) or from a live teacher model."""
+
+    def __init__(self, model, alpha=0.5, temperature=2.0, cache=None, teacher=None):
+        super().__init__()
+        if (cache is None) == (teacher is None):
+            raise ValueError("give the teacher's cached logits or the teacher model, not both")
+        self.model, self.alpha, self.temperature, self.cache = model, alpha, temperature, cache
+        self.__dict__["teacher"] = teacher  # not a submodule: frozen, never optimised or checkpointed
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+
+    def teacher_logits(self, batch, indices):
+        if self.cache is not None:
+            return self.cache.batch(indices, batch["input_ids"].shape[1]).to(batch["input_ids"].device)
+        with torch.no_grad():
+            return self.teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+
+    def forward(self, batch, indices):
+        out = self.model(**{k: v for k, v in batch.items() if k != "labels"})
+        return kd_loss(out.logits, self.teacher_logits(batch, indices), batch["labels"], batch["attention_mask"],
+                       self.alpha, self.temperature)
+
+
+class IntermediateDistillation(Distillation):
+    """TinyBERT-style: MSE between projected student hidden states and the teacher's on a layer map,
+    MSE between attention probabilities, plus the logit KD loss; the teacher runs live.
+
+    Layer m of the student (1-based; 0 = embeddings) is matched to teacher layer `layer_map[m]`.
+    Attention maps are compared per head, so student and teacher need the same head count.
+    """
+
+    def __init__(self, model, teacher, layer_map, alpha=0.5, temperature=2.0, hidden_weight=1.0,
+                 attention_weight=1.0):
+        super().__init__(model, alpha, temperature, teacher=teacher)
+        self.layer_map, self.hidden_weight, self.attention_weight = layer_map, hidden_weight, attention_weight
+        hs, ht = model.config.hidden_size, teacher.config.hidden_size
+        # one learned projection per matched layer (TinyBERT's W_h), student width -> teacher width
+        self.project = nn.ModuleList(nn.Linear(hs, ht, bias=False) for _ in layer_map)
+        if attention_weight and model.config.num_attention_heads != teacher.config.num_attention_heads:
+            raise ConfigError("intermediate.attention_weight", "attention maps need equal head counts "
+                              f"(student {model.config.num_attention_heads}, teacher "
+                              f"{teacher.config.num_attention_heads}); set it to 0")
+        for m in (model, teacher):  # attention probabilities are only returned by the eager kernel
+            m.set_attn_implementation("eager")
+
+    def forward(self, batch, indices):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        want_att = bool(self.attention_weight)
+        out = self.model(**inputs, output_hidden_states=True, output_attentions=want_att)
+        with torch.no_grad():
+            ref = self.teacher(**inputs, output_hidden_states=True, output_attentions=want_att)
+        loss, parts = kd_loss(out.logits, ref.logits, batch["labels"], batch["attention_mask"], self.alpha,
+                              self.temperature)
+        mask = batch["attention_mask"].bool()
+        hidden = sum(F.mse_loss(proj(out.hidden_states[s])[mask].float(), ref.hidden_states[t][mask].float())
+                     for proj, (s, t) in zip(self.project, enumerate(self.layer_map)))
+        parts["hidden"] = hidden.detach()
+        loss = loss + self.hidden_weight * hidden
+        if want_att:
+            pair = mask[:, None, :, None] & mask[:, None, None, :]  # real query and key positions
+            att = sum(F.mse_loss(out.attentions[s - 1].float().masked_select(pair),
+                                 ref.attentions[t - 1].float().masked_select(pair))
+                      for s, t in enumerate(self.layer_map) if s > 0)
+            parts["attention"] = att.detach()
+            loss = loss + self.attention_weight * att
+        return loss, parts
+
+
+def uniform_layer_map(student_layers, teacher_layers):
+    """TinyBERT's map g(m) = m * N / M: embeddings to embeddings, student layer m to teacher layer g(m)."""
+    return [m * teacher_layers // student_layers for m in range(student_layers + 1)]
+
+
+def build_student(parent, spec, labels, seed):
+    """The student a distillation step trains, from its parent model and the step's `student` spec.
+
+    init 'parent': keep the parent's width and weights, keep the layers `layers_from` (default:
+    the top layer of each of `layers` equal spans, TinyBERT's map); embeddings stay as they are.
+    init 'random': a fresh BERT of the given shape (hidden, heads, ffn, layers, embedding_rank).
+    """
+    spec = dict(spec or {})
+    init = spec.pop("init", "parent")
+    pconf = parent.config
+    if init == "parent":
+        shape_keys = set(spec) & {"hidden", "heads", "ffn", "embedding_rank"}
+        if shape_keys:
+            raise ConfigError(f"student.{sorted(shape_keys)[0]}", "a student initialised from its parent keeps "
+                              "the parent's width; use init: random or a factorize step before distill")
+        student = copy.deepcopy(parent)
+        n = pconf.num_hidden_layers
+        keep = spec.get("layers_from") or [g - 1 for g in uniform_layer_map(spec.get("layers", n), n)[1:]]
+        if any(op["op"] in ("low_rank", "share_layers") for op in getattr(pconf, "shrink_ops", [])) and len(keep) != n:
+            raise ConfigError("student.layers", "cannot drop layers of a low-rank or weight-shared parent")
+        base = getattr(student, student.base_model_prefix)
+        layers = list(base.encoder.layer)
+        if not all(0 <= k < n for k in keep):
+            raise ConfigError("student.layers_from", f"layer indices must be in [0, {n - 1}], got {keep}")
+        base.encoder.layer = nn.ModuleList(layers[k] for k in keep)
+        student.config.num_hidden_layers = len(keep)
+        return student
+    if init != "random":
+        raise ConfigError("student.init", f"must be parent or random, not {init!r}")
+    from transformers import AutoModelForTokenClassification, BertConfig
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=pconf.vocab_size, hidden_size=spec.get("hidden", pconf.hidden_size),
+        num_hidden_layers=spec.get("layers", pconf.num_hidden_layers),
+        num_attention_heads=spec.get("heads", pconf.num_attention_heads),
+        intermediate_size=spec.get("ffn", pconf.intermediate_size),
+        max_position_embeddings=pconf.max_position_embeddings, type_vocab_size=pconf.type_vocab_size,
+        num_labels=len(labels), id2label=pconf.id2label, label2id=pconf.label2id)
+    student = AutoModelForTokenClassification.from_config(config)
+    if spec.get("embedding_rank"):
+        factorize_embeddings(student, spec["embedding_rank"], init=False)
+        student.config.shrink_ops = [{"op": "factorize_embeddings", "rank": spec["embedding_rank"]}]
+    return student
+
+
+def check_budget(model, budget, key):
+    """Fail before training when the student has more parameters than the configured budget."""
+    n = count_parameters(model)["total"]
+    if budget and n > budget:
+        raise ConfigError(key, f"the student has {n:,} parameters, over the budget of {budget:,}")
+    return n

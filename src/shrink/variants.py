@@ -1,0 +1,95 @@
+"""Saving and loading compressed models whose structure plain `from_pretrained` cannot rebuild.
+
+A variant's `config.json` is the Hugging Face config plus `shrink_ops`: the structural changes
+applied to the architecture the config describes, in order (e.g. factorized embeddings, low-rank
+linears, shared layers, removed heads, int8). `load_model` builds the plain model from the config,
+replays each op without initialising weights, then loads the saved tensors. A model with no ops
+is saved with `save_pretrained` and loads with `AutoModelForTokenClassification.from_pretrained`.
+"""
+
+from pathlib import Path
+
+import torch
+
+WEIGHTS = "model.safetensors"
+QUANTIZED_WEIGHTS = "int8_state.pt"  # packed int8 weights are not plain tensors: torch.save
+
+
+def ops_of(model):
+    return list(getattr(model.config, "shrink_ops", None) or [])
+
+
+def record_op(model, op, **args):
+    """Append a structural op to the model's config (it travels with save and deepcopy)."""
+    model.config.shrink_ops = ops_of(model) + [{"op": op, **args}]
+    return model
+
+
+def _replay(model, op):
+    from .methods.factorize import factorize_embeddings, factorize_linears
+    from .methods.sharing import share_layers
+
+    name, args = op["op"], {k: v for k, v in op.items() if k != "op"}
+    if name == "factorize_embeddings":
+        return factorize_embeddings(model, args["rank"], init=False)
+    if name == "low_rank":
+        return factorize_linears(model, args["ranks"], init=False)
+    if name == "share_layers":
+        return share_layers(model, args["groups"])
+    if name == "prune_heads":
+        from .methods.heads import prune_bert_heads
+
+        return prune_bert_heads(model, {int(k): v for k, v in args["keep"].items()})
+    if name == "feature_based":
+        from .methods.features import FeatureTagger
+
+        return FeatureTagger.wrap(model, **args)
+    if name == "quantize_int8":
+        from .methods.quantize import quantize_int8
+
+        return quantize_int8(model)
+    raise ValueError(f"unknown structural op {name!r} in shrink_ops")
+
+
+def save_model(model, tokenizer, folder):
+    folder = Path(folder)
+    ops = ops_of(model)
+    if not ops:
+        model.save_pretrained(folder)
+    else:
+        model.config.save_pretrained(folder)
+        if any(op["op"] == "quantize_int8" for op in ops):
+            torch.save(model.state_dict(), folder / QUANTIZED_WEIGHTS)
+        else:
+            from safetensors.torch import save_model as save_tensors
+
+            save_tensors(model, str(folder / WEIGHTS))  # drops duplicates of shared tensors
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+def load_model(folder):
+    """Any model folder the pipeline writes: plain Hugging Face or with structural ops."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    ops = list(getattr(config, "shrink_ops", None) or [])
+    if not ops:
+        return AutoModelForTokenClassification.from_pretrained(folder)
+    # the plain architecture first: ops that change depth or width are replayed on top of it
+    config.shrink_ops = []
+    model = AutoModelForTokenClassification.from_config(config)
+    for op in ops:
+        model = _replay(model, op)
+    model.config.shrink_ops = ops
+    if (folder / QUANTIZED_WEIGHTS).is_file():
+        from .methods.quantize import _quiet_torch_ao
+
+        with _quiet_torch_ao():
+            model.load_state_dict(torch.load(folder / QUANTIZED_WEIGHTS, weights_only=True))
+    else:
+        from safetensors.torch import load_model as load_tensors
+
+        load_tensors(model, str(folder / WEIGHTS))
+    return model.eval()
