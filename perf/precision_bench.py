@@ -7,6 +7,8 @@ each batch padded to its longest sentence), both also as a ratio to fp32; the la
 relative logit error and the argmax agreement against fp32; on-disk bytes of the int8 state dict
 against the fp32 model.safetensors. --torchao adds torchao's Int8DynamicActivationInt8WeightConfig
 (eager, no torch.compile) for the backend comparison in shrink/methods/quantize.py.
+Without a model folder the 9-label head is random and untrained: its near-tied logits make the error
+columns look far worse than on a trained model; give a fine-tuned folder to judge accuracy.
 
     python perf/precision_bench.py                                   # MiniLM-L6, random 9-label head
     python perf/precision_bench.py results/models/teacher --conll results/data/clean/test.txt
@@ -15,6 +17,7 @@ against the fp32 model.safetensors. --torchao adds torchao's Int8DynamicActivati
 import argparse
 import contextlib
 import copy
+import itertools
 import json
 import random
 import statistics
@@ -39,7 +42,8 @@ def sentences(tokenizer, args):
         pool = ([w for _ in range(rng.randint(1, 3)) for w in _fill(rng.choice(TEMPLATES), rng)[0]]
                 for _ in range(100_000))
     need = max(args.sentences, 2 * args.batch)
-    out = [w for w in pool if 15 <= len(tokenizer(w, is_split_into_words=True)["input_ids"]) <= 40][:need]
+    fits = (w for w in pool if 15 <= len(tokenizer(w, is_split_into_words=True)["input_ids"]) <= 40)
+    out = list(itertools.islice(fits, need))
     if len(out) < need:
         raise SystemExit(f"only {len(out)} sentences of 15-40 word pieces, {need} needed")
     return out

@@ -158,3 +158,29 @@ def variants_with(method):
 def training_steps():
     """Step ids of every training step any variant runs (their logs feed the loss figure)."""
     return sorted({s for v in VARIANTS.values() for s in v.steps if STEPS[s].trains})
+
+
+# Which compression figures the variants call for, and labels for their inputs.
+PRUNED = variants_with("prune")
+GATED = variants_with("gate_heads")
+
+
+def compression_figures():
+    figs = []
+    if VARIANTS:
+        figs += expand("results/figures/pareto_{axis}.png", axis=["params", "latency"])
+    if training_steps():
+        figs.append("results/figures/compress_losses.png")
+    if PRUNED:
+        figs.append("results/figures/pruning_sparsity.png")
+    if GATED:
+        figs.append("results/figures/heads_f1.png")
+        figs += expand("results/figures/gates_{model}.{ext}", model=GATED, ext=["png", "gif"])
+    return figs
+
+
+def step_label(sid):
+    """A readable label for a step's log: the variants that run it, and the method."""
+    users = [n for n, v in VARIANTS.items() if sid in v.steps]
+    more = f" (+{len(users) - 1})" if len(users) > 1 else ""
+    return f"{users[0]}{more}: {STEPS[sid].method}"

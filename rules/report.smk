@@ -92,34 +92,12 @@ rule plot_per_type_f1:
 
 
 # Compression figures: from metrics and step logs only, like the ones above.
-PRUNED = variants_with("prune")
-GATED = variants_with("gate_heads")
-
-
-def compression_figures():
-    figs = []
-    if VARIANTS:
-        figs += expand("results/figures/pareto_{axis}.png", axis=["params", "latency"])
-    if training_steps():
-        figs.append("results/figures/compress_losses.png")
-    if PRUNED:
-        figs.append("results/figures/pruning_sparsity.png")
-    if GATED:
-        figs.append("results/figures/heads_f1.png")
-        figs += expand("results/figures/gates_{model}.{ext}", model=GATED, ext=["png", "gif"])
-    return figs
-
-
-def step_label(sid):
-    """A readable label for a step's log: the variants that run it, and the method."""
-    users = [n for n, v in VARIANTS.items() if sid in v.steps]
-    return f"{users[0]}{' +' + str(len(users) - 1) if len(users) > 1 else ''}: {STEPS[sid].method}"
 
 
 rule plot_pareto:
     input:
         metrics=expand("results/metrics/{model}.json", model=MODELS),
-        code=PACKAGE_DIR / "compression_plots.py",
+        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
     output:
         report(
             "results/figures/pareto_{axis}.png",
@@ -147,7 +125,7 @@ rule plot_pareto:
 rule plot_compress_losses:
     input:
         logs=[f"results/steps/{s}/steps.csv" for s in training_steps()],
-        code=PACKAGE_DIR / "compression_plots.py",
+        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
     output:
         report(
             "results/figures/compress_losses.png",
@@ -174,7 +152,7 @@ rule plot_pruning:
     input:
         metrics=expand("results/metrics/{model}.json", model=PRUNED),
         teacher=f"results/metrics/{TEACHER}.json",
-        code=PACKAGE_DIR / "compression_plots.py",
+        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
     output:
         report(
             "results/figures/pruning_sparsity.png",
@@ -200,7 +178,7 @@ rule plot_heads_f1:
     input:
         metrics=expand("results/metrics/{model}.json", model=GATED),
         teacher=f"results/metrics/{TEACHER}.json",
-        code=PACKAGE_DIR / "compression_plots.py",
+        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
     output:
         report(
             "results/figures/heads_f1.png",
@@ -225,7 +203,7 @@ rule plot_heads_f1:
 rule plot_gates:
     input:
         gates=lambda wc: f"results/steps/{VARIANTS[wc.model].last}/gates.csv",
-        code=PACKAGE_DIR / "compression_plots.py",
+        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
     output:
         report(
             "results/figures/gates_{model}.{ext}",

@@ -45,7 +45,7 @@ def test_outputs_exist_and_are_sane(finished_run):
     workdir, seconds = finished_run
     res = workdir / "results"
     summary = pd.read_csv(res / "tables" / "summary.csv")
-    assert list(summary["model"]) == ["teacher"]
+    assert list(summary["model"]) == ["teacher", *VARIANTS]
     row = summary.iloc[0]
     # The synthetic task is learnable: a trained tiny BERT must clearly beat an untrained one (F1 ~ 0).
     assert 0.5 < row["test_f1"] <= 1.0 and 0.5 < row["val_f1"] <= 1.0
@@ -70,7 +70,47 @@ def test_outputs_exist_and_are_sane(finished_run):
     assert metrics["validation"]["f1"] == pytest.approx(epochs["val_f1"].max())
     cleaning = json.loads((res / "data" / "clean" / "report.json").read_text())
     assert cleaning["splits"]["train"]["rows_out"] == 400
-    assert seconds < 240, f"the CI-sized run took {seconds:.0f} s"
+    assert seconds < 420, f"the CI-sized run took {seconds:.0f} s"
+
+
+# the variants `.test/config.yaml` runs, in table order (config order, sweeps expanded)
+VARIANTS = ["emb16_svd", "emb16", "kd", "kd_int8", "tinybert", "shared", "lowrank", "sgpt_sparsity0.5",
+            "sgpt_sparsity0.7", "mag_sparsity0.5", "mag_sparsity0.7", "wanda24", "gates_lambda2.0",
+            "gates_lambda0.001", "int8", "features"]
+
+
+def test_every_variant_lands_in_the_table_with_its_structure(finished_run):
+    workdir, _ = finished_run
+    res = workdir / "results"
+    df = pd.read_csv(res / "tables" / "summary.csv").set_index("model")
+    teacher = df.loc["teacher"]
+    # a shared recipe prefix is computed once: emb16_svd, emb16, kd and kd_int8 all start with the same step
+    assert len(list((res / "steps").glob("factorize_embeddings-*"))) == 1
+    assert len(list((res / "steps").glob("distill-*"))) == 3  # kd (shared with kd_int8), tinybert, shared
+    assert df.loc["emb16_svd", "params"] < teacher["params"] / 3  # the 30522-row table at rank 16
+    assert df.loc["kd", "params"] < df.loc["emb16", "params"] and df.loc["kd", "heads_kept"] == "2/2"
+    assert df.loc["kd_int8", "bits"] == 8 and df.loc["kd_int8", "disk_mb"] < df.loc["kd", "disk_mb"]
+    assert df.loc["sgpt_sparsity0.5", "sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert df.loc["mag_sparsity0.7", "sparsity"] == pytest.approx(0.7, abs=0.02)
+    assert df.loc["wanda24", "sparsity"] == pytest.approx(0.5)
+    kept = lambda name: int(df.loc[name, "heads_kept"].split("/")[0])  # noqa: E731
+    assert kept("gates_lambda2.0") < kept("gates_lambda0.001") == 4  # a strong L0 penalty removed heads
+    assert df.loc["gates_lambda2.0", "params"] < teacher["params"]  # ... physically
+    assert df.loc["shared", "params"] < teacher["params"]
+    assert set(df["method"]) >= {"factorize_embeddings", "finetune", "distill", "quantize", "sparsegpt",
+                                 "magnitude", "wanda", "gate_heads", "feature_based"}
+    assert df.loc["kd_int8", "recipe"] == ("factorize_embeddings(rank=16) > distill(epochs=2, budget=700000) > "
+                                           "quantize(bits=8)")
+    md = (res / "tables" / "summary.md").read_text()
+    assert all(f"| {c}" in md for c in ("method", "sparsity", "heads_kept", "bits", "recipe"))
+    for fig in ("pareto_params", "pareto_latency", "pruning_sparsity", "heads_f1", "compress_losses",
+                "gates_gates_lambda2.0"):
+        assert (res / "figures" / f"{fig}.png").read_bytes()[:4] == b"\x89PNG"
+    gif = (res / "figures" / "gates_gates_lambda2.0.gif").read_bytes()
+    assert gif[:6] == b"GIF89a" and gif.count(b"\x21\xf9\x04") > 3  # several frames (graphic control blocks)
+    gates = pd.read_csv(res / "steps" / json.loads((res / "metrics" / "gates_lambda2.0.json").read_text())
+                        ["variant"]["steps"][-1]["id"] / "gates.csv")
+    assert set(gates.columns) >= {"step", "layer", "head", "p_open"} and gates["step"].nunique() > 3
 
 
 def test_second_run_has_nothing_to_do(finished_run, run):
@@ -102,7 +142,9 @@ def test_editing_plot_code_reruns_only_plots(finished_run, run, workflow):
     plots = workflow.parent / "src" / "shrink" / "plots.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")  # Snakemake compares content, not just mtime
     r = run(workdir, "-n")
-    assert planned_jobs(r.stdout) == {"plot_training_curve": 3, "plot_per_type_f1": 1, "all": 1}
+    assert planned_jobs(r.stdout) == {"plot_training_curve": 3, "plot_per_type_f1": 1, "plot_pareto": 2,
+                                      "plot_pruning": 1, "plot_heads_f1": 1, "plot_compress_losses": 1,
+                                      "plot_gates": 4, "all": 1}
     t0 = time.perf_counter()
     r = run(workdir)
     seconds = time.perf_counter() - t0

@@ -4,24 +4,27 @@ Weights are int8 per output channel (symmetric); activations are quantized per t
 from each batch's own min/max (fbgemm/x86 use 7-bit activations, `reduce_range`, to avoid overflow).
 
 Backend: `torch.ao.quantization.quantize_dynamic`, although it is deprecated in favour of torchao.
-Measured on this 2-core AMD EPYC (AVX512-VNNI/BF16), torch 2.13 CPU, torchao 0.18.0, 2 threads,
-MiniLM-L6 NER teacher, 50 CoNLL test sentences of 15-40 word pieces, batch-1 median latency:
-  fp32 8.7 ms; bf16 autocast 5.6 ms (1.6x); torch.ao int8 3.5 ms (2.5x);
-  torchao Int8DynamicActivationInt8WeightConfig eager 18.7 ms (0.46x, slower than fp32),
-  and torch.compile'd 6.0 ms (1.2x) after a 62 s compile.
-torchao imports and runs here, but on CPU it needs torch.compile to beat even fp32, and then loses
-to torch.ao's fbgemm kernels, which are fast in eager mode. torchao is the more accurate one (per-token
-activations: max relative logit error 3.5% vs 13%), but both keep the argmax on >99% of tokens and
-test F1 moved by <0.5 point (see perf/precision_bench.py for the one-run comparison). Only torch.ao's
-two deprecation warnings are silenced, and only around the calls below. If a future torch drops
-torch.ao.quantization, move to torchao's `quantize_` with that config plus torch.compile.
+perf/precision_bench.py --torchao, one run, 2-core AMD EPYC (AVX512-VNNI/BF16), torch 2.13 CPU,
+torchao 0.18.0, 2 threads, MiniLM-L6, 50 sentences of 15-37 word pieces; ratios to fp32 (8.3 ms,
+158 sentences/s):               batch-1 latency   batch-32 throughput
+  bf16 autocast                     1.43x              3.17x
+  int8 torch.ao (this module)       2.59x              2.74x
+  int8 torchao eager                0.70x              1.12x
+On the CoNLL teacher (results/models/teacher, CoNLL test sentences, a busier machine): 2.81x/2.14x,
+bf16 1.54x/1.93x, torchao 0.48x/0.80x. torchao imports and runs with this torch, but on CPU its int8
+path needs torch.compile (62 s here) and then reached only 1.2x at batch 1, so torch.ao's eager
+fbgemm kernels win. torchao is the more accurate (per-token activation scales): max relative logit
+error 3.5% vs 13.5% on the teacher, argmax agreement 99.7% vs 99.2%, and on the whole CoNLL test
+split entity F1 went 86.39 (fp32) -> 85.96 (this module), bf16 86.38. Only torch.ao's deprecation
+warnings are silenced, only around the calls below. If torch drops torch.ao.quantization, move to
+torchao's `quantize_(model, Int8DynamicActivationInt8WeightConfig())` plus torch.compile.
 
 The classifier is quantized by default, so every nn.Linear runs the same int8 path: it is one
 9 x hidden layer (~0.02% of the linear weights and FLOPs) and made no difference on the teacher's
-CoNLL test F1 (fp32 86.39, bf16 86.38, int8 encoder only 85.95, int8 encoder + classifier 85.96);
+CoNLL test F1 (85.95 with the encoder only int8, 85.96 with the classifier too);
 `include_classifier=False` keeps it fp32. The embeddings stay fp32: a table lookup does no matmul,
 so int8 saves no time there, and dynamic quantization only covers Linear (on MiniLM they are half
-the weights, so the file shrinks ~1.6x, not 4x; weight-only int8 embeddings would be a size-only step).
+the weights, so the file shrinks 1.53x, not 4x; weight-only int8 embeddings would be a size-only step).
 """
 
 import contextlib
