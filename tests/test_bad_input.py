@@ -93,3 +93,14 @@ def test_missing_data_directory_from_environment(run_workflow, tmp_path):
                      env={"CONLL2003_DIR": str(tmp_path / "gone")})
     out = r.stdout + r.stderr
     assert r.returncode != 0 and "CONLL2003_DIR" in out and "does not exist" in out
+
+
+@pytest.mark.parametrize("recipe, key", [
+    ([{"prune": {"sparsity": 0.5, "ratio": 2}}], "compress.variants.x.recipe[0].prune.ratio"),
+    ([{"factorize_embeddings": {"rank": 8}}, {"distil": {}}], "compress.variants.x.recipe[1]"),
+])
+def test_bad_recipe_fails_before_any_job(run_workflow, tmp_path, recipe, key):
+    r = run_workflow(tmp_path / "run", "-n", config={"compress": {"variants": {"x": {"recipe": recipe}}}})
+    out = r.stdout + r.stderr
+    assert r.returncode != 0 and f"config key '{key}'" in out
+    assert not (tmp_path / "run" / "results").exists()

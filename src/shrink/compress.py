@@ -31,6 +31,7 @@ class StepContext:
     teacher_model: str | None = None
     teacher_logits: str | None = None
     key: str = "compress"          # config key of this step (compress.variants.<name>.recipe[i]), for errors
+    student_budget: int | None = None  # compress.student_budget: the default parameter budget of a student
 
     def __post_init__(self):
         from .evaluate import load_tokenized
@@ -119,7 +120,8 @@ def distill(ctx):
     s = ctx.settings
     parent = ctx.load_parent()
     student = build_student(parent, s.get("student"), ctx.labels, ctx.seed)
-    n = check_budget(student, s.get("budget"), f"{ctx.key}.distill.budget")
+    budget_key = f"{ctx.key}.distill.budget" if "budget" in s else "compress.student_budget"
+    n = check_budget(student, s.get("budget", ctx.student_budget), budget_key)
     alpha, temperature = s.get("alpha", 0.5), s.get("temperature", 2.0)
     inter = s.get("intermediate")
     if inter:

@@ -149,8 +149,8 @@ def plot_heads_f1(metric_paths, out, teacher_metrics=None):
                     textcoords="offset points")
     if teacher_metrics:
         t = json.loads(Path(teacher_metrics).read_text())
-        ax.scatter([t["structure"]["heads_total"]], [t["test"]["f1"]], marker="*", s=200, color="black",
-                   label="teacher")
+        heads = t.get("structure", {}).get("heads_total", df["heads_total"].max())
+        ax.scatter([heads], [t["test"]["f1"]], marker="*", s=200, color="black", label="teacher")
         ax.axhline(0.98 * t["test"]["f1"], color="grey", lw=0.8, ls=":", label="98% of teacher")
         ax.legend(fontsize=7)
     ax.set(xlabel="attention heads kept", ylabel="test entity F1", title="Head pruning: F1 against heads kept")

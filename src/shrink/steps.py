@@ -189,7 +189,9 @@ def compress_step(smk):
         method=smk.params.method, params=dict(smk.params.step), data=smk.input.data, out=out,
         parent=smk.input.get("parent"), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
         seed=smk.params.seed, checkpoints=smk.params.checkpoints, teacher_model=smk.input.get("teacher"),
-        teacher_logits=smk.input.get("logits"), key=smk.params.key)
+        teacher_logits=smk.input.get("logits"), key=smk.params.key,
+        # a validation gate, not a setting of the result: read from the config, so changing it reruns nothing
+        student_budget=(smk.config.get("compress") or {}).get("student_budget"))
     run_step(ctx)
 
 
