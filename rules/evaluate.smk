@@ -11,8 +11,9 @@ rule evaluate:
         model="|".join(MODELS),
     params:
         evaluate=config["evaluate"],
-        # provenance: every setting except scheduling resources, which do not change a result
-        config={k: v for k, v in config.items() if k != "resources"},
+        # provenance: the settings every model depends on (a variant's own recipe is in `variant`);
+        # not scheduling resources or the list of variants, so adding a variant re-evaluates nothing else
+        config={k: v for k, v in config.items() if k not in ("resources", "compress")},
         seed=config["seed"],
         variant=lambda wc: variant_info(wc.model),
     log:

@@ -7,8 +7,9 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
-from conftest import copy_workflow, snakemake
+from conftest import TEST_CONFIG, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -152,3 +153,18 @@ def test_editing_plot_code_reruns_only_plots(finished_run, run, workflow):
     assert "Loading weights" not in r.stderr and "torch" not in r.stderr  # no model was loaded
     assert seconds < 60, f"replotting took {seconds:.0f} s"
     assert "Nothing to be done" in (lambda x: x.stdout + x.stderr)(run(workdir, "-n"))
+
+
+def test_adding_a_variant_reuses_cached_prefixes(finished_run, run):
+    """A new recipe that extends a cached one computes only its new step and its evaluation."""
+    workdir, _ = finished_run
+    run_list = yaml.safe_load(TEST_CONFIG.read_text())["compress"]["run"]
+    extra = {"compress": {"run": [*run_list, "kd_sparse"],
+                          "variants": {"kd_sparse": {"recipe": [
+                              {"factorize_embeddings": {"rank": 16}},
+                              {"distill": {"student": {"layers": 1}, "epochs": 2, "budget": 700000}},
+                              {"prune": {"method": "magnitude", "sparsity": 0.5}}]}}}}
+    r = run(workdir, "-n", config=extra)
+    jobs = planned_jobs(r.stdout)
+    assert jobs.get("prune") == 1 and jobs.get("evaluate") == 1, jobs
+    assert not {"factorize_embeddings", "distill", "train_teacher", "teacher_logits"} & set(jobs), jobs
