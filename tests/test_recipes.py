@@ -67,3 +67,11 @@ def test_training_steps_accept_train_overrides():
     _, steps = plan(cfg(v={"recipe": [{"distill": {"epochs": 2, "lr": 1e-4, "alpha": 0.5}}]}))
     (step,) = steps.values()
     assert step.trains and step.params == {"epochs": 2, "lr": 1e-4, "alpha": 0.5}
+
+
+def test_a_shared_step_keeps_the_first_spelling_of_its_settings():
+    """Key order does not change a step's id, and a later variant does not respell an earlier one's step."""
+    variants, steps = plan(cfg(a={"recipe": [{"distill": {"epochs": 2, "alpha": 0.5}}]},
+                               b={"recipe": [{"distill": {"alpha": 0.5, "epochs": 2}}, {"quantize": {}}]}))
+    assert variants["a"].last == variants["b"].steps[0]
+    assert list(steps[variants["a"].last].params) == ["epochs", "alpha"]

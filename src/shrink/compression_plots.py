@@ -49,8 +49,8 @@ def plot_pareto(metric_paths, axis, out, teacher="teacher"):
     ax.scatter(t[axis], t["test_f1"], marker="*", s=220, color="black", label="teacher", zorder=5)
     front = pareto_front(df, axis)
     ax.step(front[axis], front["test_f1"], where="post", color="grey", lw=1, ls="--", label="Pareto front")
-    for _, r in df.iterrows():
-        ax.annotate(r["model"], (r[axis], r["test_f1"]), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    for _, r in front.iterrows():  # names on the front only: the rest cluster at the teacher's size
+        ax.annotate(r["model"], (r[axis], r["test_f1"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
     if logx:
         ax.set_xscale("log")
     ax.set(xlabel=label, ylabel="test entity F1", title=f"Test F1 against {label.split(' (')[0]}")
@@ -62,12 +62,14 @@ def plot_pareto(metric_paths, axis, out, teacher="teacher"):
 def plot_pruning(metric_paths, out, teacher_metrics=None):
     df = load_metrics(metric_paths)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    colors = {m: f"C{i}" for i, m in enumerate(sorted(df["method"].unique()))}  # one colour per method
     for (method, pattern), g in df.groupby(["method", "pattern"]):
         g = g.sort_values("sparsity")
         if pattern == "unstructured":
-            ax.plot(g["sparsity"], g["test_f1"], marker="o", label=method)
+            ax.plot(g["sparsity"], g["test_f1"], marker="o", color=colors[method], label=method)
         else:
-            ax.scatter(g["sparsity"], g["test_f1"], marker="s", s=50, label=f"{method} {pattern}")
+            ax.scatter(g["sparsity"], g["test_f1"], marker="s", s=50, color=colors[method], edgecolor="black",
+                       zorder=3, label=f"{method} {pattern}")
     if teacher_metrics:
         f1 = json.loads(Path(teacher_metrics).read_text())["test"]["f1"]
         ax.axhline(f1, color="black", lw=1, ls="--", label=f"teacher {f1:.4f}")
@@ -84,17 +86,22 @@ def plot_losses(step_csvs, labels, out):
     frames = {label: pd.read_csv(p) for p, label in zip(step_csvs, labels)}
     parts = [c for c in ("loss", "ce", "kd", "hidden", "attention", "task", "expected_heads")
              if any(c in df for df in frames.values())]
-    fig, axes = plt.subplots(1, len(parts), figsize=(4 * len(parts), 3.6), squeeze=False)
-    for ax, part in zip(axes[0], parts):
-        for label, df in frames.items():
+    cols = min(4, len(parts))
+    rows = -(-len(parts) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(parts):]:
+        ax.set_visible(False)
+    for ax, part in zip(axes.flat, parts):
+        for k, (label, df) in enumerate(frames.items()):  # one colour per step in every panel
             if part in df:
-                ax.plot(df["step"], df[part].rolling(5, min_periods=1).mean(), label=label, lw=1)
+                ax.plot(df["step"], df[part].rolling(5, min_periods=1).mean(), label=label, lw=1, color=f"C{k % 10}")
         ax.set(xlabel="optimizer step", title=part)
         if part != "expected_heads":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=6)
-    fig.suptitle("Training losses of the compression steps (mean of 5 logged points)")
+    fig.suptitle("Training losses of the compression steps (mean of 5 logged points)", y=1.01)
+    fig.tight_layout()
     _save(fig, out)
 
 
@@ -108,7 +115,7 @@ def plot_gate_curves(gates_csv, out, title=""):
         ax.set(title=f"layer {layer}", xlabel="step", ylim=(-0.03, 1.03))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("P(gate open)")
-    fig.suptitle(f"Head gate open probabilities {title}")
+    fig.suptitle(f"Head gate open probabilities {title}", y=1.03)
     _save(fig, out)
 
 

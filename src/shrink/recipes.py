@@ -115,7 +115,9 @@ def plan(compress_cfg):
                         raise ConfigError(f"{where}.sweep.{key}", f"not a setting of {method}")
                     params[key] = value
                 sid = step_id(parent, method, params)
-                steps[sid] = Step(sid, method, params, parent, METHODS[method][1])
+                # the first variant's spelling of a shared step wins, so a variant added later in the
+                # config (or with its keys in another order) leaves the step's rule params unchanged
+                steps.setdefault(sid, Step(sid, method, params, parent, METHODS[method][1]))
                 variant.steps.append(sid)
                 parent = sid
             variants[vname] = variant
