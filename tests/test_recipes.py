@@ -75,3 +75,10 @@ def test_a_shared_step_keeps_the_first_spelling_of_its_settings():
                                b={"recipe": [{"distill": {"alpha": 0.5, "epochs": 2}}, {"quantize": {}}]}))
     assert variants["a"].last == variants["b"].steps[0]
     assert list(steps[variants["a"].last].params) == ["epochs", "alpha"]
+
+
+def test_format_step_shows_nested_settings():
+    from shrink.recipes import format_step
+
+    assert (format_step("distill", {"student": {"layers": 2}, "intermediate": {"hidden_weight": 1.0}, "epochs": 3})
+            == "distill(student={layers: 2}, intermediate={hidden_weight: 1.0}, epochs=3)")

@@ -100,8 +100,9 @@ def test_every_variant_lands_in_the_table_with_its_structure(finished_run):
     assert df.loc["shared", "params"] < teacher["params"]
     assert set(df["method"]) >= {"factorize_embeddings", "finetune", "distill", "quantize", "sparsegpt",
                                  "magnitude", "wanda", "gate_heads", "feature_based"}
-    assert df.loc["kd_int8", "recipe"] == ("factorize_embeddings(rank=16) > distill(epochs=2, budget=700000) > "
-                                           "quantize(bits=8)")
+    assert df.loc["kd_int8", "recipe"] == ("factorize_embeddings(rank=16) > distill(student={layers: 1}, epochs=2, "
+                                           "budget=700000) > quantize(bits=8)")
+    assert "intermediate={hidden_weight: 1.0, attention_weight: 1.0}" in df.loc["tinybert", "recipe"]
     md = (res / "tables" / "summary.md").read_text()
     header = [c.strip() for c in md.splitlines()[0].strip("|").split("|")]
     assert {"method", "sparsity", "heads_kept", "bits", "recipe"} <= set(header)

@@ -133,6 +133,15 @@ def plan(compress_cfg):
     return variants, steps
 
 
+def format_step(method, params):
+    """`distill(student={layers: 2}, alpha=0.5, intermediate={hidden_weight: 1.0, ...})`: every setting."""
+    def value(v):
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k}: {value(x)}" for k, x in v.items()) + "}"
+        return str(v)
+    return f"{method}({', '.join(f'{k}={value(v)}' for k, v in params.items())})"
+
+
 def recipe_string(variant, steps):
     return " > ".join(steps[s].describe() for s in variant.steps)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import write_text
+from .recipes import format_step
 
 
 def summary_frame(metric_paths, teacher="teacher"):
@@ -17,7 +18,9 @@ def summary_frame(metric_paths, teacher="teacher"):
         rows.append({
             "model": m["model"],
             "method": v.get("method", ""),
-            "recipe": v.get("recipe", ""),
+            # every setting of every step (nested ones too), from the steps the metrics record
+            "recipe": " > ".join(format_step(st_["method"], st_["params"]) for st_ in v["steps"])
+            if v.get("steps") else v.get("recipe", ""),
             "val_f1": m["validation"]["f1"],
             "test_f1": m["test"]["f1"],
             "test_precision": m["test"]["precision"],
