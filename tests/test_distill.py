@@ -60,14 +60,6 @@ def test_soft_gradient_keeps_its_scale_across_temperatures():
 def test_teacher_logit_cache_round_trip_and_padding(tmp_path, tiny_bert):
     from datasets import Dataset
 
-    from shrink.batching import Padder
-
-    class Tok:  # the collator only needs pad ids and padding side
-        pad_token_id, padding_side, model_input_names = 0, "right", ["input_ids", "attention_mask"]
-
-        def pad(self, *a, **k):
-            raise NotImplementedError
-
     model = tiny_bert()
     rows = [[5, 6, 7], [8, 9], [10, 11, 12, 13]]
     ds = Dataset.from_dict({"input_ids": rows, "attention_mask": [[1] * len(r) for r in rows],
@@ -87,7 +79,6 @@ def test_teacher_logit_cache_round_trip_and_padding(tmp_path, tiny_bert):
         direct1 = model(input_ids=torch.tensor([rows[1]])).logits[0]
     assert torch.allclose(batch[0], direct, atol=1e-5)
     assert torch.allclose(batch[1, :2], direct1, atol=1e-5) and batch[1, 2:].abs().sum() == 0
-    del Padder, Tok
 
 
 def test_distillation_objective_trains_only_the_student(tiny_bert, batch):

@@ -4,7 +4,6 @@ Each function takes a `StepContext` (paths and settings the rule passes) and wri
 model folder and `step.json` report; training steps also write their step and epoch logs.
 """
 
-import copy
 import time
 from dataclasses import dataclass, field
 
@@ -65,16 +64,15 @@ class StepContext:
             objective=objective, save=save, select=select, extra_csv=self.out.get("extra"))
 
 
-def _sizes(before, after):
-    b, a = count_parameters(before)["total"], count_parameters(after)["total"]
-    return {"params_before": b, "params_after": a}
+def _sizes(params_before, after):
+    return {"params_before": params_before, "params_after": count_parameters(after)["total"]}
 
 
 def factorize_embeddings(ctx):
     from .methods.factorize import factorize_embeddings
 
     model = ctx.load_parent()
-    before = copy.deepcopy(model)
+    before = count_parameters(model)["total"]
     table = model.get_input_embeddings().weight.detach().clone()
     factorize_embeddings(model, ctx.settings.get("rank", 64))
     record_op(model, "factorize_embeddings", rank=ctx.settings.get("rank", 64))
@@ -90,7 +88,7 @@ def low_rank(ctx):
     if ("energy" in s) == ("ratio" in s):
         raise ConfigError(f"{ctx.key}.low_rank", "set exactly one of energy or ratio")
     model = ctx.load_parent()
-    before = copy.deepcopy(model)
+    before = count_parameters(model)["total"]
     ranks = choose_ranks(model, energy=s.get("energy"), ratio=s.get("ratio"))
     factorize_linears(model, ranks)
     record_op(model, "low_rank", ranks=ranks)
@@ -101,7 +99,7 @@ def share_layers(ctx):
     from .methods.sharing import share_layers
 
     model = ctx.load_parent()
-    before = copy.deepcopy(model)
+    before = count_parameters(model)["total"]
     share_layers(model, ctx.settings.get("groups", 1))
     record_op(model, "share_layers", groups=ctx.settings.get("groups", 1))
     ctx.save(model, _sizes(before, model))

@@ -46,8 +46,8 @@ class Step:
     trains: bool
 
     def describe(self):
-        shown = ", ".join(f"{k}={v}" for k, v in self.params.items() if not isinstance(v, dict))
-        return f"{self.method}({shown})"
+        """The short form stored in metrics (nested settings left out; the table shows them all)."""
+        return format_step(self.method, {k: v for k, v in self.params.items() if not isinstance(v, dict)})
 
 
 @dataclass

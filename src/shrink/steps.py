@@ -156,21 +156,24 @@ def summary(smk):
 
 
 def plot(smk):
-    from . import plots
-
     kind = smk.params.kind
-    if kind in COMPRESSION_PLOTS:
-        return COMPRESSION_PLOTS[kind](smk)
-    if kind == "loss":
-        plots.plot_loss(smk.input.logs, smk.output[0])
-    elif kind == "lr":
-        plots.plot_lr(smk.input.logs, smk.output[0])
-    elif kind == "val_f1":
-        plots.plot_val_f1(smk.input.logs, smk.output[0])
-    elif kind == "per_type_f1":
-        plots.plot_per_type_f1(smk.input.metrics, smk.output[0])
-    else:
+    if kind not in PLOTS:
         raise ShrinkError(f"unknown plot kind {kind!r}")
+    PLOTS[kind](smk)
+
+
+def _training_curve(name):
+    def draw(smk):
+        from . import plots
+
+        getattr(plots, f"plot_{name}")(smk.input.logs, smk.output[0])
+    return draw
+
+
+def _per_type_f1(smk):
+    from .plots import plot_per_type_f1
+
+    plot_per_type_f1(smk.input.metrics, smk.output[0])
 
 
 def teacher_logits(smk):
@@ -231,5 +234,6 @@ def _gate_gif(smk):
     gate_gif(smk.input.gates, smk.output[0], title=smk.params.title)
 
 
-COMPRESSION_PLOTS = {"pareto": _pareto, "pruning": _pruning, "heads_f1": _heads_f1, "compress_losses": _losses,
-                     "gate_curves": _gate_curves, "gate_gif": _gate_gif}
+PLOTS = {"loss": _training_curve("loss"), "lr": _training_curve("lr"), "val_f1": _training_curve("val_f1"),
+         "per_type_f1": _per_type_f1, "pareto": _pareto, "pruning": _pruning, "heads_f1": _heads_f1, "compress_losses": _losses,
+         "gate_curves": _gate_curves, "gate_gif": _gate_gif}

@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 
 WEIGHTS = "model.safetensors"
-QUANTIZED_WEIGHTS = "int8_state.pt"  # packed int8 weights are not plain tensors: torch.save
 
 
 def ops_of(model):
@@ -59,7 +58,9 @@ def save_model(model, tokenizer, folder):
     else:
         model.config.save_pretrained(folder)
         if any(op["op"] == "quantize_int8" for op in ops):
-            torch.save(model.state_dict(), folder / QUANTIZED_WEIGHTS)
+            from .methods.quantize import STATE_FILE  # packed int8 weights are not plain tensors: torch.save
+
+            torch.save(model.state_dict(), folder / STATE_FILE)
         else:
             from safetensors.torch import save_model as save_tensors
 
@@ -83,11 +84,11 @@ def load_model(folder):
     for op in ops:
         model = _replay(model, op)
     model.config.shrink_ops = ops
-    if (folder / QUANTIZED_WEIGHTS).is_file():
-        from .methods.quantize import _quiet_torch_ao
+    from .methods.quantize import STATE_FILE, _quiet_torch_ao
 
+    if (folder / STATE_FILE).is_file():
         with _quiet_torch_ao():
-            model.load_state_dict(torch.load(folder / QUANTIZED_WEIGHTS, weights_only=True))
+            model.load_state_dict(torch.load(folder / STATE_FILE, weights_only=True))
     else:
         from safetensors.torch import load_model as load_tensors
 
