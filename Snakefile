@@ -1,5 +1,6 @@
 # shrink: train a transformer teacher, derive compressed variants, compare them.
 # Run:     snakemake --cores all          (config.yaml; CONLL2003_DIR for a local CoNLL-2003)
+#          snakemake --cores all --configfile config/translation.yaml   (EN_RU_DIR: the en-ru corpus)
 # Report:  snakemake --report results/report.html
 # Rules live in rules/*.smk; this file only wires them together.
 configfile: f"{workflow.basedir}/config.yaml"
@@ -9,17 +10,28 @@ report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
-include: "rules/data.smk"
-include: "rules/train.smk"
-include: "rules/compress.smk"
-include: "rules/evaluate.smk"
-include: "rules/report.smk"
 
 
-rule all:
-    input:
-        "results/tables/summary.csv",
-        "results/tables/summary.md",
-        expand("results/figures/{kind}.png", kind=FIGURES),
-        f"results/figures/per_type_f1_{TEACHER}.png",
-        compression_figures(),
+if config["task"] == "translation":
+
+    include: "rules/translation.smk"
+
+    rule all:
+        input:
+            translation_targets(),
+
+else:
+
+    include: "rules/data.smk"
+    include: "rules/train.smk"
+    include: "rules/compress.smk"
+    include: "rules/evaluate.smk"
+    include: "rules/report.smk"
+
+    rule all:
+        input:
+            "results/tables/summary.csv",
+            "results/tables/summary.md",
+            expand("results/figures/{kind}.png", kind=FIGURES),
+            f"results/figures/per_type_f1_{TEACHER}.png",
+            compression_figures(),

@@ -12,6 +12,9 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+if config["task"] == "translation" and "translation" not in config:
+    raise WorkflowError("config key 'task' is translation but there is no 'translation' section "
+                        "(use --configfile config/translation.yaml)")
 
 SPLITS = ["train", "validation", "test"]
 # Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.

@@ -73,7 +73,7 @@ class NoHeadsSelfAttention(BertSelfAttention):
         return hidden_states.new_zeros(batch, length, 0), hidden_states.new_zeros(batch, 0, length, length)
 
 
-def _slice_(linear, idx, dim, col_scale=None):
+def slice_linear(linear, idx, dim, col_scale=None):
     """Keep rows (dim 0, with bias) or columns (dim 1, optionally scaled) `idx` of `linear`, in place."""
     with torch.no_grad():
         weight = linear.weight.index_select(dim, idx)
@@ -112,12 +112,12 @@ def prune_bert_heads(model, keep: dict, scale: dict | None = None):
         idx = (torch.tensor(heads, dtype=torch.long)[:, None] * d + torch.arange(d)).flatten()
         if heads:
             for linear in (current.query, current.key, current.value):
-                _slice_(linear, idx, 0)
+                slice_linear(linear, idx, 0)
             current.num_attention_heads, current.all_head_size = len(heads), len(heads) * d
             current.kept_heads = [original[h] for h in heads]
         else:
             attention.self = NoHeadsSelfAttention(current.config, d)
-        _slice_(attention.output.dense, idx, 1, torch.tensor(factors).repeat_interleave(d))
+        slice_linear(attention.output.dense, idx, 1, torch.tensor(factors).repeat_interleave(d))
         record[str(i)] = attention.self.kept_heads
     model.config.pruned_heads_kept = record
     return model

@@ -1,0 +1,1 @@
+"""Translation task: parallel corpus, subword vocabulary, encoder-decoder Transformer, BLEU, encoder-head pruning."""

@@ -1,0 +1,61 @@
+"""Test-set evaluation of a translation model: BLEU/chrF (greedy and beam), size, decoding speed."""
+
+import os
+import statistics
+import time
+
+import torch
+
+from .decode import translate
+from .model import MODEL_FILE
+from .scoring import score
+from .vocab import decode
+
+
+def structure(model):
+    cfg = model.config
+    kept = [layer.self_attn.n_heads for layer in model.encoder.layers]
+    return {"encoder_heads_total": cfg.encoder_layers * cfg.heads, "encoder_heads_kept": sum(kept),
+            "encoder_heads_per_layer": kept}
+
+
+def decoding_speed(model, src_ids, batch_size, device, latency_sentences):
+    """Greedy decoding: sentences/s and generated tokens/s over the whole set, batch-1 latency."""
+    t0 = time.perf_counter()
+    hyps = translate(model, src_ids, batch_size=batch_size, device=device)
+    seconds = time.perf_counter() - t0
+    latencies = []
+    for s in src_ids[:latency_sentences]:
+        t = time.perf_counter()
+        translate(model, [s], batch_size=1, device=device)
+        latencies.append(1000 * (time.perf_counter() - t))
+    return hyps, {"sentences_per_s": round(len(src_ids) / seconds, 2),
+                  "generated_tokens_per_s": round(sum(len(h) + 1 for h in hyps) / seconds, 1),
+                  "latency_ms_batch1_median": round(statistics.median(latencies), 2) if latencies else None}
+
+
+def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64, device="cpu",
+                         latency_sentences=50, samples=10, threads=None):
+    """Metrics dict for `data` (the test split): greedy and beam scores, parameters, speed, samples."""
+    model.to(device).eval()
+    greedy_ids, speed = decoding_speed(model, data.src, batch_size, device, latency_sentences)
+    outputs = {"greedy": decode(tok, greedy_ids)}
+    for k in beams:
+        outputs[f"beam{k}"] = decode(tok, translate(model, data.src, beam=k, batch_size=batch_size, device=device))
+    scores = {name: score(hyps, data.tgt_text) for name, hyps in outputs.items()}
+    encoder_attention = sum(p.numel() for layer in model.encoder.layers for p in layer.self_attn.parameters())
+    return {
+        "test": scores,
+        "parameters": {"total": model.num_parameters(), "encoder_self_attention": encoder_attention},
+        "bytes_on_disk": os.path.getsize(os.path.join(model_dir, MODEL_FILE)),
+        "structure": structure(model),
+        "speed": {**speed, "device": device, "threads": threads or torch.get_num_threads(),
+                  "batch_size": batch_size},
+        "samples": [{"source": data.src_text[i], "reference": data.tgt_text[i],
+                     **{name: hyps[i] for name, hyps in outputs.items()}} for i in range(min(samples, len(data)))],
+    }
+
+
+def copy_baseline(data):
+    """The source sentence as its own 'translation': what BLEU gives for doing nothing."""
+    return {"test": {"greedy": score(list(data.src_text), data.tgt_text)}}

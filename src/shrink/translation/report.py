@@ -1,0 +1,166 @@
+"""Translation tables and figures, from metrics JSON and CSV logs only (no torch, no model)."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from ..atomic import atomic_path, write_text
+from ..compression_plots import gate_gif, plot_gate_curves
+from ..plots import _save, plt
+
+TEACHER, BASELINE = "teacher", "copy_source"
+
+
+def _load(path):
+    return json.loads(Path(path).read_text())
+
+
+def summary_frame(metric_paths, prune_reports):
+    lambdas = {f"heads_l{_load(p)['lambda']}": _load(p)["lambda"] for p in prune_reports}
+    rows = []
+    for p in metric_paths:
+        m = _load(p)
+        row = {"model": m["model"], "lambda": lambdas.get(m["model"])}
+        for decoder, s in m["test"].items():
+            row[f"bleu_{decoder}"], row[f"chrf_{decoder}"] = s["bleu"], s["chrf"]
+        if "structure" in m:
+            st = m["structure"]
+            row.update({"encoder_heads": f"{st['encoder_heads_kept']}/{st['encoder_heads_total']}",
+                        "heads_removed_pct": round(100 * (1 - st["encoder_heads_kept"] / st["encoder_heads_total"]), 1),
+                        "heads_per_layer": " ".join(map(str, st["encoder_heads_per_layer"])),
+                        "params": m["parameters"]["total"], "mb_on_disk": round(m["bytes_on_disk"] / 2 ** 20, 2),
+                        "sentences_per_s": m["speed"]["sentences_per_s"],
+                        "latency_ms": m["speed"]["latency_ms_batch1_median"]})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    teacher = df[df["model"] == TEACHER]
+    if len(teacher):
+        t = teacher.iloc[0]
+        for col in [c for c in df if c.startswith("bleu_")]:
+            df[f"delta_{col}"] = (df[col] - t[col]).round(2)
+        df["speedup"] = (df["sentences_per_s"] / t["sentences_per_s"]).round(2)
+    order = {TEACHER: 0, BASELINE: 2}
+    df["_o"] = [order.get(m, 1) for m in df["model"]]
+    return df.sort_values(["_o", "lambda"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
+
+
+def within(df, tolerance=1.0, column="bleu_greedy"):
+    """The pruned model with the smallest lambda... that keeps BLEU within `tolerance` of the teacher,
+    i.e. the most heads removed at that cost; None when no pruned model qualifies."""
+    t = df.loc[df["model"] == TEACHER, column].iloc[0]
+    ok = df[df["lambda"].notna() & (df[column] >= t - tolerance)]
+    return None if ok.empty else ok.sort_values("heads_removed_pct").iloc[-1]
+
+
+def write_summary(metric_paths, prune_reports, csv_out, md_out):
+    df = summary_frame(metric_paths, prune_reports)
+    with atomic_path(csv_out) as tmp:
+        df.to_csv(tmp, index=False)
+    lines = ["# Translation: teacher, encoder-head pruning, copy-the-source baseline", "",
+             "Test split; BLEU and chrF from sacrebleu on detokenized text. `delta_` columns are BLEU minus "
+             "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher.", "",
+             df.to_markdown(index=False, floatfmt="g"), ""]
+    best = within(df) if (df["model"] == TEACHER).any() else None
+    if best is not None:
+        lines.append(f"Most heads removed within 1.0 BLEU (greedy) of the teacher: **{best['model']}** "
+                     f"(lambda {best['lambda']}), {best['encoder_heads']} encoder heads kept "
+                     f"({best['heads_removed_pct']}% removed), BLEU {best['bleu_greedy']} "
+                     f"({best['delta_bleu_greedy']:+.2f}).")
+    write_text(md_out, "\n".join(lines) + "\n")
+    return df
+
+
+def write_samples(teacher_metrics, metric_paths, out, n=8):
+    """A Markdown table of sample translations: source, reference, then each model's best decoder."""
+    models = [_load(p) for p in metric_paths if _load(p).get("samples")]
+    samples = _load(teacher_metrics)["samples"][:n]
+    lines = ["# Sample test translations", ""]
+    for i, s in enumerate(samples):
+        lines += [f"**{i + 1}.** {s['source']}", "", "| | translation |", "|---|---|",
+                  f"| reference | {s['reference']} |"]
+        for m in models:
+            decoders = [k for k in m["samples"][i] if k not in ("source", "reference")]
+            for k in decoders:
+                lines.append(f"| {m['model']} ({k}) | {m['samples'][i][k]} |")
+        lines.append("")
+    write_text(out, "\n".join(lines))
+
+
+def _curves(ax, frame, x, ys, labels):
+    for y, label in zip(ys, labels):
+        if y in frame:
+            ax.plot(frame[x], frame[y], label=label, marker="o" if len(frame) < 40 else None, ms=3)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def plot_loss(steps_csv, evals_csv, out, title="Teacher"):
+    steps, evals = pd.read_csv(steps_csv), pd.read_csv(evals_csv)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    ax.plot(steps["step"], steps["loss"], alpha=0.3, label="train (label-smoothed)")
+    ax.plot(steps["step"], steps["loss"].rolling(10, min_periods=1).mean(), color=ax.lines[-1].get_color(),
+            label="train, mean of 10")
+    if "task" in steps:
+        ax.plot(steps["step"], steps["task"].rolling(10, min_periods=1).mean(), label="train task loss, mean of 10")
+    _curves(ax, evals, "step", ["val_loss"], ["validation cross-entropy"])
+    ax.set(xlabel="optimizer step", ylabel="loss per token", title=f"{title}: loss")
+    _save(fig, out)
+
+
+def plot_lr(steps_csv, out, title="Teacher"):
+    steps = pd.read_csv(steps_csv)
+    fig, ax = plt.subplots(figsize=(6.4, 3.4))
+    _curves(ax, steps, "step", ["lr"], ["learning rate"])
+    ax.set(xlabel="optimizer step", ylabel="learning rate", title=f"{title}: learning-rate schedule")
+    _save(fig, out)
+
+
+def plot_bleu(evals_csv, out, title="Teacher", teacher_evals=None):
+    evals = pd.read_csv(evals_csv)
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    _curves(ax, evals, "step", ["val_bleu", "val_chrf"], ["validation BLEU", "validation chrF"])
+    if teacher_evals:
+        t = pd.read_csv(teacher_evals)["val_bleu"].max()
+        ax.axhline(t, color="black", ls="--", lw=1, label=f"teacher's best {t:.2f}")
+        ax.legend(fontsize=8)
+    if "heads_open" in evals:
+        twin = ax.twinx()
+        twin.step(evals["step"], evals["heads_open"], where="post", color="grey", lw=1)
+        twin.set_ylabel("encoder heads open (grey)")
+        twin.set_ylim(0, None)
+    ax.set(xlabel="optimizer step", ylabel="score (greedy, validation subset)", title=f"{title}: BLEU")
+    _save(fig, out)
+
+
+def plot_heads_bleu(metric_paths, prune_reports, out):
+    df = summary_frame(metric_paths, prune_reports)
+    pruned, t = df[df["lambda"].notna()], df[df["model"] == TEACHER].iloc[0]
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    ax.plot(pruned["heads_removed_pct"], pruned["bleu_greedy"], marker="o", label="pruned (greedy)")
+    for _, r in pruned.iterrows():
+        ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r["bleu_greedy"]), fontsize=7,
+                    xytext=(4, 4), textcoords="offset points")
+    ax.scatter([0], [t["bleu_greedy"]], marker="*", s=200, color="black", label="teacher", zorder=5)
+    ax.axhline(t["bleu_greedy"] - 1.0, color="grey", ls=":", lw=1, label="teacher - 1 BLEU")
+    base = df[df["model"] == BASELINE]
+    if len(base):
+        ax.axhline(base.iloc[0]["bleu_greedy"], color="C3", ls="--", lw=1, label="copy the source")
+    ax.set(xlabel="encoder heads removed (%)", ylabel="test BLEU", title="Encoder-head pruning: BLEU against heads removed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, out)
+
+
+def _figure(smk, fn, *inputs, **kw):
+    fn(*[smk.input[k] for k in inputs], smk.output[0], **kw)
+
+
+PLOTS = {
+    "loss": lambda smk: _figure(smk, plot_loss, "steps", "evals", title=smk.params.title),
+    "lr": lambda smk: _figure(smk, plot_lr, "steps", title=smk.params.title),
+    "bleu": lambda smk: plot_bleu(smk.input.evals, smk.output[0], smk.params.title, smk.input.get("teacher_evals")),
+    "popen": lambda smk: plot_gate_curves(smk.input.gates, smk.output[0], title=smk.params.title),
+    "gif": lambda smk: gate_gif(smk.input.gates, smk.output[0], title=smk.params.title),
+    "heads_bleu": lambda smk: plot_heads_bleu(list(smk.input.metrics), list(smk.input.prune_reports), smk.output[0]),
+}

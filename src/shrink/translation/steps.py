@@ -1,0 +1,229 @@
+"""Translation pipeline steps, as called by workflow/scripts/translation.py (one function per rule).
+
+Heavy libraries are imported inside each step, so table and plot rules start without torch.
+"""
+
+import os
+from pathlib import Path
+
+from ..errors import ConfigError, ShrinkError
+
+SPLITS = ("train", "validation", "test")
+ENV_VAR = "EN_RU_DIR"
+
+
+def resolve_dir(configured):
+    """The local parallel-corpus folder (config key translation.data.dir, else EN_RU_DIR), or None."""
+    if configured:
+        key, kind, value = "translation.data.dir", "config key", configured
+    elif os.environ.get(ENV_VAR):
+        key, kind, value = ENV_VAR, "environment variable", os.environ[ENV_VAR]
+    else:
+        return None
+    folder = Path(value).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(key, f"data directory '{folder}' does not exist", kind)
+    return folder.resolve()
+
+
+def _threads(smk):
+    import torch
+
+    torch.set_num_threads(max(1, smk.threads))
+
+
+def get_raw(smk):
+    """Synthetic or Hub corpora, written as the same line-aligned files a local folder holds."""
+    from .corpus import synthetic_corpus, write_pairs
+
+    d = smk.params.data
+    src, tgt, out = d["src"], d["tgt"], Path(smk.output[0])
+    if d["source"] == "synthetic":
+        sizes = d["synthetic"]
+        splits = synthetic_corpus(sizes["train"], sizes["validation"], sizes["test"], seed=smk.params.seed)
+    else:
+        splits = fetch_hub(d["hub"], src, tgt)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, pairs in splits.items():
+        write_pairs(out, split, pairs, src, tgt)
+
+
+def fetch_hub(hub, src, tgt):
+    """Hub translation datasets with a `translation` column of {src: ..., tgt: ...} (the WMT layout).
+
+    `hub.splits[split]` is a split name of `hub.name`, or {name, config, split} for another dataset
+    (WMT19 ru-en has no test split, so the test set comes from another year).
+    """
+    from datasets import load_dataset
+
+    splits = {}
+    for split in SPLITS:
+        spec = hub["splits"][split]
+        spec = spec if isinstance(spec, dict) else {"name": hub["name"], "config": hub.get("config"), "split": spec}
+        ds = load_dataset(spec["name"], spec.get("config"), split=spec["split"], revision=spec.get("revision"))
+        limit = (hub.get("max_rows") or {}).get(split)
+        if limit:
+            ds = ds.select(range(min(limit, len(ds))))
+        splits[split] = [(r["translation"][src], r["translation"][tgt]) for r in ds]
+    return splits
+
+
+def clean(smk):
+    from ..atomic import write_json
+    from .corpus import CleanConfig, clean_splits, read_split, write_pairs
+
+    d = smk.params.data
+    raw = {s: [str(p) for p in smk.params.prefixes[s]] for s in SPLITS}
+    splits = {s: read_split(raw[s], d["src"], d["tgt"], d["encoding"]) for s in SPLITS}
+    cleaned, report = clean_splits(splits, CleanConfig.from_config(smk.params.clean))
+    report["sources"] = raw
+    out = Path(smk.output.folder)
+    for s in SPLITS:
+        write_pairs(out, s, cleaned[s], d["src"], d["tgt"])
+    write_json(smk.output.report, report)
+    for s in SPLITS:
+        r = report["splits"][s]
+        dropped = {k: v for k, v in r["dropped"].items() if v}
+        print(f"{s}: {r['read']} pairs in, {r['kept']} kept; dropped {dropped or 'none'}")
+
+
+def _read_clean(folder, split, d):
+    from .corpus import read_pairs
+
+    return read_pairs(Path(folder) / split, d["src"], d["tgt"])
+
+
+def vocab(smk):
+    from .vocab import save_vocab, train_vocab
+
+    d, v = smk.params.data, smk.params.vocab
+    pairs = _read_clean(smk.input.folder, "train", d)  # the train split only
+    tok = train_vocab((s for pair in pairs for s in pair), v["size"], v["kind"], v["min_frequency"])
+    save_vocab(tok, smk.output[0])
+    print(f"{v['kind']} vocabulary of {tok.get_vocab_size()} entries from {len(pairs)} train pairs")
+
+
+def tokenize(smk):
+    from .shards import TokenizedPairs
+    from .vocab import encode, load_vocab
+
+    d, max_tokens = smk.params.data, smk.params.vocab["max_tokens"]
+    tok = load_vocab(smk.input.vocab)
+    for split in SPLITS:
+        pairs = _read_clean(smk.input.folder, split, d)
+        src, tgt = [p[0] for p in pairs], [p[1] for p in pairs]
+        # Training pairs are truncated to the model's budget; evaluation keeps whole references as text.
+        shard = TokenizedPairs(encode(tok, src, max_tokens), encode(tok, tgt, max_tokens), src, tgt)
+        shard.save(smk.output[split])
+        n = sum(map(len, shard.src)) + sum(map(len, shard.tgt))
+        print(f"{split}: {len(shard)} pairs, {n} tokens ({n / max(1, len(shard)):.1f} per pair)")
+
+
+def _load_data(smk, splits=("train", "validation")):
+    from .shards import TokenizedPairs
+    from .vocab import load_vocab
+
+    return load_vocab(smk.input.vocab), [TokenizedPairs.load(smk.input[s]) for s in splits]
+
+
+def train_teacher(smk):
+    _threads(smk)
+    from .model import Seq2Seq, Seq2SeqConfig, save_model
+    from .train import Seq2SeqTrainConfig, TranslationLoss, seed_everything, train_seq2seq, write_logs
+
+    tok, (train, val) = _load_data(smk)
+    cfg = Seq2SeqTrainConfig.from_dict(dict(smk.params.train), seed=smk.params.seed)
+    seed_everything(cfg.seed)
+    model = Seq2Seq(Seq2SeqConfig.from_dict(dict(smk.params.model), vocab_size=tok.get_vocab_size()))
+    print(f"teacher: {model.num_parameters():,} parameters, {len(train)} train pairs", flush=True)
+    objective = TranslationLoss(model, cfg.label_smoothing)
+    rows, evals, _ = train_seq2seq(model, objective, train, val, tok, cfg, smk.params.checkpoints)
+    save_model(model, smk.output.model)
+    write_logs(rows, evals, None, smk.output.steps, smk.output.evals)
+
+
+def prune(smk):
+    _threads(smk)
+    import torch
+
+    from ..atomic import write_json
+    from .model import load_model, save_model
+    from .prune import EncoderHeadGates, assert_unchanged, snapshot
+    from .train import Seq2SeqTrainConfig, train_seq2seq, write_logs
+
+    p = smk.params.prune
+    tok, (train, val) = _load_data(smk)
+    cfg = Seq2SeqTrainConfig.from_dict(dict(smk.params.train), seed=smk.params.seed,
+                                       prefix="translation.prune.train")
+    lam = float(smk.wildcards.lam)
+    model = load_model(smk.input.model)
+    frozen = snapshot(model)
+    objective = EncoderHeadGates(model, lam, p["init_open"], cfg.label_smoothing)
+    torch.manual_seed(cfg.seed)
+    groups = [{"params": list(objective.gates.parameters()), "lr": p["gate_lr"], "weight_decay": 0.0}]
+    rows, evals, gates = train_seq2seq(model, objective, train, val, tok, cfg, smk.params.checkpoints,
+                                       optimizer_groups=groups, fingerprint_extra={"lambda": lam, **p})
+    checked = assert_unchanged(model, frozen)  # the runtime proof: no frozen weight moved
+    keep = objective.export()
+    save_model(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam})
+    write_logs(rows, evals, gates, smk.output.steps, smk.output.evals, smk.output.gates)
+    kept = sum(map(len, keep.values()))
+    write_json(smk.output.report, {"lambda": lam, "heads_kept": kept, "heads_total": objective.gates.log_alpha.numel(),
+                                   "keep": {str(k): v for k, v in keep.items()},
+                                   "frozen_parameters_checked": checked, "frozen_parameters_changed": 0})
+    print(f"lambda {lam}: kept {kept} of {objective.gates.log_alpha.numel()} encoder heads {keep}; "
+          f"{checked} frozen tensors verified unchanged", flush=True)
+
+
+def evaluate(smk):
+    _threads(smk)
+    from ..atomic import write_json
+    from .evaluate import evaluate_translation
+    from .model import load_model
+
+    e = smk.params.evaluate
+    tok, (test,) = _load_data(smk, ("test",))
+    model = load_model(smk.input.model)
+    m = evaluate_translation(model, tok, test, smk.input.model, beams=e["beams"], batch_size=e["batch_size"],
+                             latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads)
+    m = {"model": smk.wildcards.model, **m}
+    write_json(smk.output[0], m)
+    print(f"{smk.wildcards.model}: " + ", ".join(f"{k} BLEU {v['bleu']:.2f} chrF {v['chrf']:.2f}"
+                                                 for k, v in m["test"].items()), flush=True)
+
+
+def baseline(smk):
+    from ..atomic import write_json
+    from .evaluate import copy_baseline
+    from .shards import TokenizedPairs
+
+    m = {"model": "copy_source", **copy_baseline(TokenizedPairs.load(smk.input.test))}
+    write_json(smk.output[0], m)
+    print(f"copy-the-source: BLEU {m['test']['greedy']['bleu']:.2f}, chrF {m['test']['greedy']['chrf']:.2f}")
+
+
+def summary(smk):
+    from .report import write_samples, write_summary
+
+    df = write_summary(list(smk.input.metrics), list(smk.input.prune_reports), smk.output.csv, smk.output.md)
+    write_samples(smk.input.teacher, list(smk.input.metrics), smk.output.samples)
+    print(df.to_string(index=False))
+
+
+def plot(smk):
+    from . import report
+
+    kind = smk.params.kind
+    if kind not in report.PLOTS:
+        raise ShrinkError(f"unknown translation plot kind {kind!r}")
+    report.PLOTS[kind](smk)
+
+
+STEPS = {"tr_get_raw": get_raw, "tr_clean": clean, "tr_vocab": vocab, "tr_tokenize": tokenize,
+         "tr_train_teacher": train_teacher, "tr_prune": prune, "tr_evaluate": evaluate,
+         "tr_copy_baseline": baseline, "tr_summary": summary, "tr_plot": plot}
+
+
+def dispatch(smk):
+    """The step of the calling rule (one script serves every translation rule)."""
+    return STEPS[smk.rule](smk)
