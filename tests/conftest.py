@@ -10,7 +10,8 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
-WORKFLOW_FILES = ("Snakefile", "config.yaml", "rules", "workflow", "schemas", "report", "envs", "src/shrink")
+TRANSLATION_CONFIG = REPO / ".test" / "translation.yaml"
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "rules", "workflow", "schemas", "report", "envs", "src/shrink")
 
 
 def copy_workflow(dest):
@@ -27,11 +28,11 @@ def copy_workflow(dest):
     return Path(dest) / "Snakefile"
 
 
-def snakemake(workdir, *args, config=None, timeout=900, env=None, snakefile=REPO / "Snakefile"):
-    """Run the workflow in `workdir` with the CI config plus `config` overrides."""
+def snakemake(workdir, *args, config=None, timeout=900, env=None, snakefile=REPO / "Snakefile", configfiles=()):
+    """Run the workflow in `workdir` with the CI config, then `configfiles`, plus `config` overrides."""
     # --configfile takes several values, so it goes last, after targets and flags
     cmd = [sys.executable, "-m", "snakemake", *args, "-s", str(snakefile), "--directory", str(workdir),
-           "--cores", "2", "--configfile", str(TEST_CONFIG)]
+           "--cores", "2", "--configfile", str(TEST_CONFIG), *map(str, configfiles)]
     if config:
         extra = Path(workdir) / "override.yaml"
         Path(workdir).mkdir(parents=True, exist_ok=True)

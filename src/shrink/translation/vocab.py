@@ -46,7 +46,7 @@ def train_vocab(texts: Iterable[str], vocab_size: int, kind: str = "bpe", min_fr
     if kind not in KINDS:
         raise ConfigError("translation.vocab.kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < MIN_VOCAB:
-        raise ConfigError("translation.vocab.vocab_size",
+        raise ConfigError("translation.vocab.size",
                           f"must be an integer >= {MIN_VOCAB} (256 byte symbols + special tokens), not {vocab_size!r}")
     tok, trainer = _bpe(vocab_size, min_frequency) if kind == "bpe" else _unigram(vocab_size)
     tok.normalizer = normalizers.NFC()

@@ -1,0 +1,100 @@
+"""End to end: the translation task on the generated toy corpus (the CI-sized run, about a minute)."""
+
+import functools
+import json
+import time
+
+import pandas as pd
+import pytest
+
+from conftest import TRANSLATION_CONFIG, copy_workflow, snakemake
+from test_workflow import planned_jobs
+
+pytestmark = pytest.mark.slow
+FIGURES = ["teacher_loss.png", "teacher_lr.png", "teacher_bleu.png", "heads_bleu.png"] + [
+    f"heads_l{lam}_{kind}" for lam in ("0.5", "0.01") for kind in ("loss.png", "bleu.png", "popen.png", "gates.gif")]
+
+
+@pytest.fixture(scope="module")
+def workflow(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("translation_workflow"))
+
+
+@pytest.fixture(scope="module")
+def run(workflow):
+    return functools.partial(snakemake, snakefile=workflow, configfiles=[TRANSLATION_CONFIG])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, run):
+    workdir = tmp_path_factory.mktemp("translation")
+    t0 = time.perf_counter()
+    r = run(workdir)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return workdir, time.perf_counter() - t0
+
+
+def test_outputs_and_scores(finished_run):
+    workdir, seconds = finished_run
+    res = workdir / "results" / "translation"
+    df = pd.read_csv(res / "tables" / "summary.csv").set_index("model")
+    assert list(df.index) == ["teacher", "heads_l0.5", "heads_l0.01", "copy_source"]
+    # The toy language is learnable, and copying English into a Cyrillic reference scores nothing.
+    assert df.loc["teacher", "bleu_greedy"] > 50 and df.loc["copy_source", "bleu_greedy"] < 5
+    assert df.loc["teacher", "encoder_heads"] == "8/8"
+    for name in FIGURES:
+        f = res / "figures" / name
+        assert f.stat().st_size > 3000, name
+        assert f.read_bytes()[:4] in (b"\x89PNG", b"GIF8"), name
+    cleaning = json.loads((res / "data" / "clean_report.json").read_text())
+    # synthetic_corpus plants one empty, one untranslated, one ratio outlier and one duplicate pair
+    dropped = cleaning["splits"]["train"]["dropped"]
+    assert (dropped["empty"], dropped["untranslated"], dropped["length_ratio"], dropped["duplicate"]) == (1, 1, 1, 1)
+    samples = (res / "tables" / "samples.md").read_text()
+    assert "| reference |" in samples and "| teacher (greedy) |" in samples
+    assert seconds < 240, f"the CI-sized translation run took {seconds:.0f} s"
+
+
+def test_pruning_froze_the_model_and_logged_every_gate(finished_run):
+    res = finished_run[0] / "results" / "translation"
+    for lam in ("0.5", "0.01"):
+        report = json.loads((res / "train" / f"heads_l{lam}" / "prune.json").read_text())
+        assert report["frozen_parameters_changed"] == 0 and report["frozen_parameters_checked"] > 20
+        gates = pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv")
+        assert set(zip(gates["layer"], gates["head"])) == {(i, h) for i in range(2) for h in range(4)}
+        metrics = json.loads((res / "metrics" / f"heads_l{lam}.json").read_text())
+        assert metrics["structure"]["encoder_heads_kept"] == report["heads_kept"]
+    # A stronger penalty never ends with more open gates (same start, same batches, same seed).
+    p = {lam: pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv") for lam in ("0.5", "0.01")}
+    last = {lam: g[g["step"] == g["step"].max()]["p_open"].sum() for lam, g in p.items()}
+    assert last["0.5"] < last["0.01"]
+
+
+def test_second_run_has_nothing_to_do(finished_run, run):
+    r = run(finished_run[0], "-n")
+    assert "Nothing to be done" in r.stdout + r.stderr, planned_jobs(r.stdout)
+
+
+def test_figures_regenerate_from_cache_without_torch(finished_run, run, workflow, tmp_path):
+    """An edit of the report code reruns the tables and figures only, in seconds, and none imports torch."""
+    workdir = finished_run[0]
+    code = workflow.parent / "src" / "shrink" / "translation" / "report.py"
+    code.write_text(code.read_text() + "\n# an edit\n")  # Snakemake compares content, not just mtime
+    r = run(workdir, "-n")
+    assert planned_jobs(r.stdout) == {"tr_plot": 12, "tr_summary": 1, "all": 1}
+    # A `torch` that fails on import, ahead of the real one on the path: any job loading a model dies.
+    fake = tmp_path / "fake" / "torch"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('a table or plot job imported torch')\n")
+    t0 = time.perf_counter()
+    r = run(workdir, env={"PYTHONPATH": str(fake.parent)})
+    seconds = time.perf_counter() - t0
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert seconds < 90, f"replotting took {seconds:.0f} s"
+
+
+def test_deleted_figure_reruns_only_its_plot(finished_run, run):
+    workdir = finished_run[0]
+    (workdir / "results" / "translation" / "figures" / "heads_l0.5_gates.gif").unlink()
+    r = run(workdir, "-n")
+    assert planned_jobs(r.stdout) == {"tr_plot": 1, "all": 1}
