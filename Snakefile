@@ -14,6 +14,7 @@ include: "rules/common.smk"
 
 if config["task"] == "translation":
 
+    include: "rules/translation_common.smk"
     include: "rules/translation.smk"
 
     rule all:

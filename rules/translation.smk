@@ -1,75 +1,7 @@
 # Translation task (config `task: translation`): parallel corpus -> cleaned pairs -> joint subword
 # vocabulary -> token shards -> teacher trained from scratch -> encoder-head pruning per lambda ->
-# test metrics -> tables, curves, gate plots and GIFs. Every output lives under results/translation/.
-
-TR = config.get("translation") or {}
-TR_OUT = "results/translation"
-TR_DATA = TR.get("data", {})
-TR_LAMBDAS = [f"{lam:g}" for lam in TR.get("prune", {}).get("lambdas", [])]
-TR_PRUNED = [f"heads_l{lam}" for lam in TR_LAMBDAS]
-TR_MODELS = ["teacher"] + TR_PRUNED
-TR_SCRIPT = "../workflow/scripts/translation.py"
-TR_PACKAGE = PACKAGE_DIR / "translation"
-
-
-def translation_source():
-    """(source, folder): a local folder of .en/.ru files, or the Hub or a synthetic corpus."""
-    from shrink.translation.steps import resolve_dir
-
-    source = TR_DATA["source"]
-    if source in ("hub", "synthetic"):
-        return source, None
-    try:
-        folder = resolve_dir(TR_DATA.get("dir"))
-    except ShrinkError as e:
-        raise WorkflowError(str(e))
-    if folder is None:
-        if source == "local":
-            raise WorkflowError(
-                "config key 'translation.data.source' is local but neither translation.data.dir "
-                "nor EN_RU_DIR is set"
-            )
-        return "hub", None
-    return "local", folder
-
-
-TR_SOURCE, TR_DIR = translation_source()
-
-
-def tr_prefixes():
-    """{split: [file prefix, ...]}: `<prefix>.<src>` and `<prefix>.<tgt>` hold a split's pairs."""
-    if TR_SOURCE == "local":
-        return {s: [str(TR_DIR / p) for p in TR_DATA["splits"][s]] for s in SPLITS}
-    return {s: [f"{TR_OUT}/data/raw/{s}"] for s in SPLITS}
-
-
-def tr_raw_files(wildcards):
-    if TR_SOURCE != "local":
-        return [f"{TR_OUT}/data/raw"]
-    langs = (TR_DATA["src"], TR_DATA["tgt"])
-    missing = [f"{p}.{lang}" for ps in tr_prefixes().values() for p in ps for lang in langs
-               if not Path(f"{p}.{lang}").is_file()]
-    if missing:
-        raise WorkflowError(f"config key 'translation.data.splits' names files that do not exist: {missing[:3]}")
-    return [f"{p}.{lang}" for ps in tr_prefixes().values() for p in ps for lang in langs]
-
-
-def tr_train_settings(section):
-    """translation.train, with a section's own overrides (e.g. prune.train) on top."""
-    return {**TR["train"], **(TR.get(section, {}).get("train") or {})} if section else dict(TR["train"])
-
-
-def tr_figures():
-    figs = expand(f"{TR_OUT}/figures/teacher_{{kind}}.png", kind=["loss", "lr", "bleu"])
-    figs += expand(f"{TR_OUT}/figures/{{model}}_{{kind}}.png", model=TR_PRUNED, kind=["loss", "bleu", "popen"])
-    figs += expand(f"{TR_OUT}/figures/{{model}}_gates.gif", model=TR_PRUNED)
-    if TR_PRUNED:
-        figs.append(f"{TR_OUT}/figures/heads_bleu.png")
-    return figs
-
-
-def translation_targets():
-    return [f"{TR_OUT}/tables/summary.csv", f"{TR_OUT}/tables/summary.md", f"{TR_OUT}/tables/samples.md"] + tr_figures()
+# test metrics -> tables, curves, gate plots and GIFs. Every output lives under results/translation/;
+# settings and input functions are in translation_common.smk.
 
 
 if TR_SOURCE != "local":
@@ -158,8 +90,6 @@ rule tr_tokenize:
     script:
         TR_SCRIPT
 
-
-TR_SHARDS = {s: f"{TR_OUT}/data/tokenized/{s}.npz" for s in ("train", "validation")}
 
 
 rule tr_train_teacher:
@@ -259,9 +189,6 @@ rule tr_copy_baseline:
         TR_SCRIPT
 
 
-TR_METRICS = expand(f"{TR_OUT}/metrics/{{model}}.json", model=TR_MODELS + ["copy_source"])
-TR_REPORTS = expand(f"{TR_OUT}/train/{{model}}/prune.json", model=TR_PRUNED)
-
 
 rule tr_summary:
     input:
@@ -291,18 +218,6 @@ rule tr_summary:
         "../envs/report.yaml"
     script:
         TR_SCRIPT
-
-
-def tr_plot_inputs(wildcards):
-    """Logs of one model for its curves; metrics and prune reports for the comparison figure."""
-    code = {"code": [TR_PACKAGE / "report.py", PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"]}
-    if wildcards.model == "heads":
-        return {**code, "metrics": TR_METRICS, "prune_reports": TR_REPORTS}
-    run = f"{TR_OUT}/train/{wildcards.model}"
-    files = {"steps": f"{run}/steps.csv", "evals": f"{run}/evals.csv"}
-    if wildcards.model != "teacher":
-        files.update(gates=f"{run}/gates.csv", teacher_evals=f"{TR_OUT}/train/teacher/evals.csv")
-    return {**code, **files}
 
 
 rule tr_plot:
