@@ -64,7 +64,10 @@ def test_pruning_froze_the_model_and_logged_every_gate(finished_run):
         assert set(zip(gates["layer"], gates["head"])) == {(i, h) for i in range(2) for h in range(4)}
         metrics = json.loads((res / "metrics" / f"heads_l{lam}.json").read_text())
         assert metrics["structure"]["encoder_heads_kept"] == report["heads_kept"]
-    # A stronger penalty never ends with more open gates (same start, same batches, same seed).
+    # A stronger penalty closes more gates (same start, same batches, same seed).
+    kept = {lam: json.loads((res / "train" / f"heads_l{lam}" / "prune.json").read_text())["heads_kept"]
+            for lam in ("0.5", "0.01")}
+    assert kept["0.5"] < kept["0.01"]
     p = {lam: pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv") for lam in ("0.5", "0.01")}
     last = {lam: g[g["step"] == g["step"].max()]["p_open"].sum() for lam, g in p.items()}
     assert last["0.5"] < last["0.01"]

@@ -40,14 +40,16 @@ def summary_frame(metric_paths, prune_reports):
         for col in [c for c in df if c.startswith("bleu_")]:
             df[f"delta_{col}"] = (df[col] - t[col]).round(2)
         df["speedup"] = (df["sentences_per_s"] / t["sentences_per_s"]).round(2)
+    if "params" in df:
+        df["params"] = df["params"].astype("Int64")  # integers, though the baseline row has none
     order = {TEACHER: 0, BASELINE: 2}
     df["_o"] = [order.get(m, 1) for m in df["model"]]
     return df.sort_values(["_o", "lambda"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
 
 
 def within(df, tolerance=1.0, column="bleu_greedy"):
-    """The pruned model with the smallest lambda... that keeps BLEU within `tolerance` of the teacher,
-    i.e. the most heads removed at that cost; None when no pruned model qualifies."""
+    """Among pruned models whose BLEU is within `tolerance` of the teacher's, the one with the most
+    heads removed (the smallest such lambda's opposite end of the sweep); None if none qualifies."""
     t = df.loc[df["model"] == TEACHER, column].iloc[0]
     ok = df[df["lambda"].notna() & (df[column] >= t - tolerance)]
     return None if ok.empty else ok.sort_values("heads_removed_pct").iloc[-1]
@@ -60,7 +62,7 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
     lines = ["# Translation: teacher, encoder-head pruning, copy-the-source baseline", "",
              "Test split; BLEU and chrF from sacrebleu on detokenized text. `delta_` columns are BLEU minus "
              "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher.", "",
-             df.to_markdown(index=False, floatfmt="g"), ""]
+             df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt="g", missingval=""), ""]
     best = within(df) if (df["model"] == TEACHER).any() else None
     if best is not None:
         lines.append(f"Most heads removed within 1.0 BLEU (greedy) of the teacher: **{best['model']}** "

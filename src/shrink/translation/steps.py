@@ -42,7 +42,11 @@ def get_raw(smk):
         sizes = d["synthetic"]
         splits = synthetic_corpus(sizes["train"], sizes["validation"], sizes["test"], seed=smk.params.seed)
     else:
-        splits = fetch_hub(d["hub"], src, tgt)
+        try:
+            splits = fetch_hub(d["hub"], src, tgt)
+        except ConnectionError as e:  # offline: say how to use a local folder instead
+            raise ShrinkError(f"{e}; to read a local folder of .{src}/.{tgt} files instead, set config key "
+                              "'translation.data.dir' or the environment variable 'EN_RU_DIR'") from None
     out.mkdir(parents=True, exist_ok=True)
     for split, pairs in splits.items():
         write_pairs(out, split, pairs, src, tgt)
