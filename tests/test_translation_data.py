@@ -300,7 +300,7 @@ def test_save_load_identical(tmp_path, bpe):
 
 
 def test_vocab_config_errors(texts):
-    with pytest.raises(ConfigError, match="'translation.vocab.vocab_size'"):
+    with pytest.raises(ConfigError, match="'translation.vocab.size'"):
         train_vocab(texts, 299)
     with pytest.raises(ConfigError, match="'translation.vocab.kind'.*wordpiece"):
         train_vocab(texts, 500, kind="wordpiece")

@@ -150,8 +150,10 @@ def prune(smk):
     _threads(smk)
     import torch
 
+    import hashlib
+
     from ..atomic import write_json
-    from .model import load_model, save_model
+    from .model import MODEL_FILE, load_model, save_model
     from .prune import EncoderHeadGates, assert_unchanged, snapshot
     from .train import Seq2SeqTrainConfig, train_seq2seq, write_logs
 
@@ -165,8 +167,11 @@ def prune(smk):
     objective = EncoderHeadGates(model, lam, p["init_open"], cfg.label_smoothing)
     torch.manual_seed(cfg.seed)
     groups = [{"params": list(objective.gates.parameters()), "lr": p["gate_lr"], "weight_decay": 0.0}]
+    # The teacher's weights join the checkpoint fingerprint: gates trained on an older teacher never resume.
+    start = hashlib.sha256((Path(smk.input.model) / MODEL_FILE).read_bytes()).hexdigest()
     rows, evals, gates = train_seq2seq(model, objective, train, val, tok, cfg, smk.params.checkpoints,
-                                       optimizer_groups=groups, fingerprint_extra={"lambda": lam, **p})
+                                       optimizer_groups=groups,
+                                       fingerprint_extra={"lambda": lam, "teacher": start, **p})
     checked = assert_unchanged(model, frozen)  # the runtime proof: no frozen weight moved
     keep = objective.export()
     save_model(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam})
