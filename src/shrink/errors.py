@@ -24,3 +24,13 @@ class ConfigError(ShrinkError):
 
 class TrainingError(ShrinkError):
     """Training went wrong in a way that must stop the run (NaN loss, nothing to train on)."""
+
+
+def reject_unknown_keys(settings, dataclass_type, prefix):
+    """ConfigError naming `prefix.key` for the first key of `settings` that `dataclass_type` has no field for."""
+    from dataclasses import fields
+
+    known = sorted(f.name for f in fields(dataclass_type))
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(known)})")

@@ -11,17 +11,25 @@ from .errors import ConfigError
 ENV_VAR = "CONLL2003_DIR"
 
 
-def resolve_conll_dir(configured):
-    """The local CoNLL folder from config (data.conll_dir) or the environment, or None for the Hub."""
+def resolve_data_dir(configured, key, env_var):
+    """A data folder from the config key `key` or else the environment variable `env_var`; None if neither is set."""
     if configured:
-        key, kind, value = "data.conll_dir", "config key", configured
-    elif os.environ.get(ENV_VAR):
-        key, kind, value = ENV_VAR, "environment variable", os.environ[ENV_VAR]
+        kind, value = "config key", configured
+    elif os.environ.get(env_var):
+        key, kind, value = env_var, "environment variable", os.environ[env_var]
     else:
-        return None
+        return None, None, None
     folder = Path(value).expanduser()
     if not folder.is_dir():
         raise ConfigError(key, f"data directory '{folder}' does not exist", kind)
+    return folder.resolve(), key, kind
+
+
+def resolve_conll_dir(configured):
+    """The local CoNLL folder from config (data.conll_dir) or the environment, or None for the Hub."""
+    folder, key, kind = resolve_data_dir(configured, "data.conll_dir", ENV_VAR)
+    if folder is None:
+        return None
     missing = [f"{s}.txt" for s in SPLITS if not (folder / f"{s}.txt").is_file()]
     if missing:
         raise ConfigError(key, f"'{folder}' lacks {', '.join(missing)} (expected train.txt, validation.txt, test.txt)",

@@ -12,7 +12,7 @@ import math
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_dir, atomic_path
 from .batching import Padder, length_grouped_batches, random_batches, token_budget_batches
-from .errors import ConfigError, TrainingError
+from .errors import ConfigError, TrainingError, reject_unknown_keys
 from .metrics import autocast, evaluate_split
 
 LR_RANGE = (1e-6, 1e-2)
@@ -46,10 +46,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d, seed=None):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"train.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(d, cls, "train")
         cfg = cls(**d)
         if seed is not None:
             cfg.seed = seed

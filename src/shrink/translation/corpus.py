@@ -9,11 +9,11 @@ import random
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, reject_unknown_keys
 
 SPLITS = ("train", "validation", "test")
 # Every filter that drops a pair, in the order they are applied (a pair counts under the first it fails).
@@ -122,10 +122,7 @@ class CleanConfig:
     def from_config(cls, d: dict | None) -> "CleanConfig":
         """Build from the `translation.clean` config section; unknown keys are errors, not silently ignored."""
         d = dict(d or {})
-        known = [f.name for f in fields(cls)]
-        for key in d:
-            if key not in known:
-                raise ConfigError(_key(key), f"unknown key; known keys are {', '.join(known)}")
+        reject_unknown_keys(d, cls, "translation.clean")
         return cls(**d)
 
 

@@ -6,8 +6,9 @@ import time
 
 import torch
 
+from ..batching import sequential_batches
 from .decode import translate
-from .model import MODEL_FILE
+from .model import MODEL_FILE, make_batch
 from .scoring import score
 from .vocab import decode
 
@@ -34,6 +35,21 @@ def decoding_speed(model, src_ids, batch_size, device, latency_sentences):
                   "latency_ms_batch1_median": round(statistics.median(latencies), 2) if latencies else None}
 
 
+@torch.no_grad()
+def encoder_ms_per_sentence(model, src_ids, batch_size, device, repeats=3):
+    """The encoder alone over the whole set, best of `repeats`: where removing encoder heads can pay off
+    (decoding time is dominated by the decoder, which runs once per output token)."""
+    batches = [make_batch([src_ids[i] for i in idx], device=device)["src"]
+               for idx in sequential_batches([len(s) for s in src_ids], batch_size)]
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for src in batches:
+            model.encoder(src)
+        best = min(best, time.perf_counter() - t0)
+    return round(1000 * best / len(src_ids), 4)
+
+
 def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64, device="cpu",
                          latency_sentences=50, samples=10, threads=None):
     """Metrics dict for `data` (the test split): greedy and beam scores, parameters, speed, samples."""
@@ -49,7 +65,8 @@ def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64,
         "parameters": {"total": model.num_parameters(), "encoder_self_attention": encoder_attention},
         "bytes_on_disk": os.path.getsize(os.path.join(model_dir, MODEL_FILE)),
         "structure": structure(model),
-        "speed": {**speed, "device": device, "threads": threads or torch.get_num_threads(),
+        "speed": {**speed, "encoder_ms_per_sentence": encoder_ms_per_sentence(model, data.src, batch_size, device),
+                  "device": device, "threads": threads or torch.get_num_threads(),
                   "batch_size": batch_size},
         "samples": [{"source": data.src_text[i], "reference": data.tgt_text[i],
                      **{name: hyps[i] for name, hyps in outputs.items()}} for i in range(min(samples, len(data)))],

@@ -9,6 +9,7 @@ with the smaller shapes.
 
 import json
 import math
+import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import atomic_dir
-from ..errors import ConfigError
+from ..errors import ConfigError, reject_unknown_keys
 from .vocab import BOS_ID, EOS_ID, PAD_ID
 
 MODEL_FILE, CONFIG_FILE = "model.pt", "config.json"
@@ -41,10 +42,7 @@ class Seq2SeqConfig:
         d = dict(d)
         if vocab_size is not None:
             d["vocab_size"] = vocab_size
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"translation.model.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(d, cls, "translation.model")
         cfg = cls(**d)
         if cfg.d_model % cfg.heads:
             raise ConfigError("translation.model.heads", f"d_model {cfg.d_model} is not divisible by {cfg.heads} heads")
@@ -64,8 +62,10 @@ class Attention(nn.Module):
         super().__init__()
         self.n_heads, self.head_dim, self.dropout = n_heads, head_dim, dropout
         inner = n_heads * head_dim
-        self.q, self.k, self.v = (nn.Linear(d_model, inner) for _ in range(3))
-        self.out = nn.Linear(inner, d_model)  # its input is the heads concatenated: the place for gates
+        with warnings.catch_warnings():  # zero heads left: empty weights, whose init torch warns about
+            warnings.filterwarnings("ignore", "Initializing zero-element tensors")
+            self.q, self.k, self.v = (nn.Linear(d_model, inner) for _ in range(3))
+            self.out = nn.Linear(inner, d_model)  # its input is the heads concatenated: the place for gates
 
     def _split(self, x):
         return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # (B, H, T, hd)

@@ -31,7 +31,8 @@ def summary_frame(metric_paths, prune_reports):
                         "heads_per_layer": " ".join(map(str, st["encoder_heads_per_layer"])),
                         "params": m["parameters"]["total"], "mb_on_disk": round(m["bytes_on_disk"] / 2 ** 20, 2),
                         "sentences_per_s": m["speed"]["sentences_per_s"],
-                        "latency_ms": m["speed"]["latency_ms_batch1_median"]})
+                        "latency_ms": m["speed"]["latency_ms_batch1_median"],
+                        "encoder_ms": m["speed"].get("encoder_ms_per_sentence")})
         rows.append(row)
     df = pd.DataFrame(rows)
     teacher = df[df["model"] == TEACHER]
@@ -40,6 +41,8 @@ def summary_frame(metric_paths, prune_reports):
         for col in [c for c in df if c.startswith("bleu_")]:
             df[f"delta_{col}"] = (df[col] - t[col]).round(2)
         df["speedup"] = (df["sentences_per_s"] / t["sentences_per_s"]).round(2)
+        if df["encoder_ms"].notna().any():
+            df["encoder_speedup"] = (t["encoder_ms"] / df["encoder_ms"]).round(2)
     if "params" in df:
         df["params"] = df["params"].astype("Int64")  # integers, though the baseline row has none
     order = {TEACHER: 0, BASELINE: 2}
@@ -61,7 +64,8 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
         df.to_csv(tmp, index=False)
     lines = ["# Translation: teacher, encoder-head pruning, copy-the-source baseline", "",
              "Test split; BLEU and chrF from sacrebleu on detokenized text. `delta_` columns are BLEU minus "
-             "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher.", "",
+             "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher; `encoder_ms` is "
+             "the encoder alone per test sentence (batches of the evaluation batch size, best of 3).", "",
              df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt="g", missingval=""), ""]
     best = within(df) if (df["model"] == TEACHER).any() else None
     if best is not None:

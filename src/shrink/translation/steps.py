@@ -3,10 +3,9 @@
 Heavy libraries are imported inside each step, so table and plot rules start without torch.
 """
 
-import os
 from pathlib import Path
 
-from ..errors import ConfigError, ShrinkError
+from ..errors import ShrinkError
 
 SPLITS = ("train", "validation", "test")
 ENV_VAR = "EN_RU_DIR"
@@ -14,16 +13,9 @@ ENV_VAR = "EN_RU_DIR"
 
 def resolve_dir(configured):
     """The local parallel-corpus folder (config key translation.data.dir, else EN_RU_DIR), or None."""
-    if configured:
-        key, kind, value = "translation.data.dir", "config key", configured
-    elif os.environ.get(ENV_VAR):
-        key, kind, value = ENV_VAR, "environment variable", os.environ[ENV_VAR]
-    else:
-        return None
-    folder = Path(value).expanduser()
-    if not folder.is_dir():
-        raise ConfigError(key, f"data directory '{folder}' does not exist", kind)
-    return folder.resolve()
+    from ..sources import resolve_data_dir
+
+    return resolve_data_dir(configured, "translation.data.dir", ENV_VAR)[0]
 
 
 def _threads(smk):

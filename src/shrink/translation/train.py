@@ -11,7 +11,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_dir
 from ..batching import sequential_batches, token_budget_batches
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError, reject_unknown_keys
 from ..metrics import autocast
 from ..train import rng_state, seed_everything, set_rng_state, write_csv
 from .model import make_batch
@@ -48,10 +48,7 @@ class Seq2SeqTrainConfig:
 
     @classmethod
     def from_dict(cls, d, seed=None, prefix="translation.train"):
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(known))})")
+        reject_unknown_keys(d, cls, prefix)
         cfg = cls(**d)
         if seed is not None:
             cfg.seed = seed
