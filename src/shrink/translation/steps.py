@@ -26,6 +26,7 @@ def _threads(smk):
 
 def get_raw(smk):
     """Synthetic or Hub corpora, written as the same line-aligned files a local folder holds."""
+    from ..atomic import atomic_dir
     from .corpus import synthetic_corpus, write_pairs
 
     d = smk.params.data
@@ -39,9 +40,9 @@ def get_raw(smk):
         except ConnectionError as e:  # offline: say how to use a local folder instead
             raise ShrinkError(f"{e}; to read a local folder of .{src}/.{tgt} files instead, set config key "
                               "'translation.data.dir' or the environment variable 'EN_RU_DIR'") from None
-    out.mkdir(parents=True, exist_ok=True)
-    for split, pairs in splits.items():
-        write_pairs(out, split, pairs, src, tgt)
+    with atomic_dir(out) as tmp:  # a killed job leaves no folder that looks finished
+        for split, pairs in splits.items():
+            write_pairs(tmp, split, pairs, src, tgt)
 
 
 def fetch_hub(hub, src, tgt):
@@ -65,7 +66,7 @@ def fetch_hub(hub, src, tgt):
 
 
 def clean(smk):
-    from ..atomic import write_json
+    from ..atomic import atomic_dir, write_json
     from .corpus import CleanConfig, clean_splits, read_split, write_pairs
 
     d = smk.params.data
@@ -73,9 +74,9 @@ def clean(smk):
     splits = {s: read_split(raw[s], d["src"], d["tgt"], d["encoding"]) for s in SPLITS}
     cleaned, report = clean_splits(splits, CleanConfig.from_config(smk.params.clean))
     report["sources"] = raw
-    out = Path(smk.output.folder)
-    for s in SPLITS:
-        write_pairs(out, s, cleaned[s], d["src"], d["tgt"])
+    with atomic_dir(smk.output.folder) as tmp:
+        for s in SPLITS:
+            write_pairs(tmp, s, cleaned[s], d["src"], d["tgt"])
     write_json(smk.output.report, report)
     for s in SPLITS:
         r = report["splits"][s]
