@@ -42,7 +42,8 @@ def data_source():
     return "local", folder
 
 
-SOURCE, CONLL_DIR = data_source()
+# The CoNLL source is resolved for the NER task only: a stale CONLL2003_DIR must not stop a translation run.
+SOURCE, CONLL_DIR = data_source() if config["task"] == "ner" else (None, None)
 
 
 def raw_split(split):

@@ -194,7 +194,6 @@ rule tr_summary:
     input:
         metrics=TR_METRICS,
         prune_reports=TR_REPORTS,
-        teacher=f"{TR_OUT}/metrics/teacher.json",
         code=TR_PACKAGE / "report.py",
     output:
         csv=report(

@@ -17,7 +17,7 @@ def _load(path):
 
 
 def summary_frame(metric_paths, prune_reports):
-    lambdas = {f"heads_l{_load(p)['lambda']}": _load(p)["lambda"] for p in prune_reports}
+    lambdas = {f"heads_l{lam}": lam for lam in (_load(p)["lambda"] for p in prune_reports)}
     rows = []
     for p in metric_paths:
         m = _load(p)
@@ -52,7 +52,7 @@ def summary_frame(metric_paths, prune_reports):
 
 def within(df, tolerance=1.0, column="bleu_greedy"):
     """Among pruned models whose BLEU is within `tolerance` of the teacher's, the one with the most
-    heads removed (the smallest such lambda's opposite end of the sweep); None if none qualifies."""
+    heads removed; None if none qualifies."""
     t = df.loc[df["model"] == TEACHER, column].iloc[0]
     ok = df[df["lambda"].notna() & (df[column] >= t - tolerance)]
     return None if ok.empty else ok.sort_values("heads_removed_pct").iloc[-1]
@@ -77,10 +77,10 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
     return df
 
 
-def write_samples(teacher_metrics, metric_paths, out, n=8):
-    """A Markdown table of sample translations: source, reference, then each model's best decoder."""
-    models = [_load(p) for p in metric_paths if _load(p).get("samples")]
-    samples = _load(teacher_metrics)["samples"][:n]
+def write_samples(metric_paths, out, n=8):
+    """Markdown tables of sample translations: source, reference, then every model's decoders."""
+    models = [m for m in map(_load, metric_paths) if m.get("samples")]  # the copy baseline has none
+    samples = next(m for m in models if m["model"] == TEACHER)["samples"][:n]
     lines = ["# Sample test translations", ""]
     for i, s in enumerate(samples):
         lines += [f"**{i + 1}.** {s['source']}", "", "| | translation |", "|---|---|",

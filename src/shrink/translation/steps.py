@@ -208,7 +208,7 @@ def summary(smk):
     from .report import write_samples, write_summary
 
     df = write_summary(list(smk.input.metrics), list(smk.input.prune_reports), smk.output.csv, smk.output.md)
-    write_samples(smk.input.teacher, list(smk.input.metrics), smk.output.samples)
+    write_samples(list(smk.input.metrics), smk.output.samples)
     print(df.to_string(index=False))
 
 

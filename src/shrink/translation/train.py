@@ -24,6 +24,7 @@ from ..metrics import autocast
 from ..train import rng_state, seed_everything, set_rng_state, write_csv
 from .model import make_batch
 from .scoring import score
+from .vocab import PAD_ID
 
 
 @dataclass
@@ -109,7 +110,7 @@ def validation_loss(model, data, cfg, device):
     total, count = 0.0, 0
     for idx in sequential_batches(data.lengths, cfg.eval_batch_size):
         batch = make_batch(data.src_of(idx), data.tgt_of(idx), device)
-        n = int((batch["tgt_out"] != 0).sum())
+        n = int((batch["tgt_out"] != PAD_ID).sum())
         with autocast(device, cfg.precision):
             total += float(model.loss(batch)) * n
         count += n
@@ -134,9 +135,10 @@ class Checkpoints:
         self.root, self.fp = Path(root), fingerprint
 
     def load_last(self):
-        meta = self.root / "last" / "state.json"
-        if meta.is_file() and json.loads(meta.read_text())["fingerprint"] == self.fp:
-            return torch.load(self.root / "last" / "state.pt", weights_only=False), json.loads(meta.read_text())
+        path = self.root / "last" / "state.json"
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+        if meta.get("fingerprint") == self.fp:
+            return torch.load(self.root / "last" / "state.pt", weights_only=False), meta
         shutil.rmtree(self.root, ignore_errors=True)  # another run's checkpoints cannot be resumed
         return None, None
 
@@ -161,8 +163,8 @@ def run_fingerprint(cfg, model, data, extra=None):
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
-def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, params=None, optimizer_groups=None,
-                  progress=True, fingerprint_extra=None):
+def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, optimizer_groups=None, progress=True,
+                  fingerprint_extra=None):
     """Train `objective` (a module holding `model`) and leave the selected weights in it.
 
     Returns (step_rows, eval_rows, extra_rows); `extra_rows` gathers `objective.log_rows(step)` (gate
@@ -233,7 +235,7 @@ def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, pa
         seconds += elapsed
         bar.update()
         if step % cfg.log_every == 0 or step == len(plan):
-            tokens = int((batch["src"] != 0).sum() + (batch["tgt_out"] != 0).sum())
+            tokens = int((batch["src"] != PAD_ID).sum() + (batch["tgt_out"] != PAD_ID).sum())
             rows.append({"step": step, "epoch": epoch, "loss": round(value, 6),
                          **{k: round(float(v), 6) for k, v in parts.items()},
                          "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6),
