@@ -37,6 +37,8 @@ rule tr_clean:
     params:
         data={k: TR_DATA[k] for k in ("src", "tgt", "encoding")},
         prefixes=tr_prefixes(),
+        holdout=TR_HOLDOUT,
+        seed=config["seed"],
         clean=TR.get("clean", {}),
     log:
         f"{TR_OUT}/logs/clean.log",
@@ -75,8 +77,9 @@ rule tr_tokenize:
         folder=f"{TR_OUT}/data/clean",
         vocab=f"{TR_OUT}/data/vocab.json",
     output:
-        **{s: f"{TR_OUT}/data/tokenized/{s}.npz" for s in SPLITS},
+        **{s: f"{TR_OUT}/data/tokenized/{s}.npz" for s in TR_SPLITS},
     params:
+        splits=TR_SPLITS,
         data={k: TR_DATA[k] for k in ("src", "tgt")},
         vocab=TR["vocab"],
     log:
@@ -151,7 +154,7 @@ rule tr_prune:
 
 rule tr_evaluate:
     input:
-        test=f"{TR_OUT}/data/tokenized/test.npz",
+        **TR_TEST_SHARDS,
         vocab=f"{TR_OUT}/data/vocab.json",
         model=f"{TR_OUT}/models/{{model}}",
     output:
@@ -174,7 +177,7 @@ rule tr_evaluate:
 
 rule tr_copy_baseline:
     input:
-        test=f"{TR_OUT}/data/tokenized/test.npz",
+        **TR_TEST_SHARDS,
     output:
         f"{TR_OUT}/metrics/copy_source.json",
     log:

@@ -41,6 +41,24 @@ def tr_prefixes():
     return {s: [f"{TR_OUT}/data/raw/{s}"] for s in SPLITS}
 
 
+def tr_holdout():
+    """translation.data.holdout with its prefix resolved like the train prefixes, or None."""
+    h = TR_DATA.get("holdout")
+    if not h:
+        return None
+    prefix = str(TR_DIR / h["prefix"]) if TR_SOURCE == "local" else f"{TR_OUT}/data/raw/{h['prefix']}"
+    if prefix not in tr_prefixes()["train"]:
+        raise WorkflowError(f"config key 'translation.data.holdout.prefix' ({h['prefix']}) is not one of "
+                            "translation.data.splits.train")
+    return {**h, "prefix": prefix}
+
+
+TR_HOLDOUT = tr_holdout()
+# The primary test set (`test`: the README's headline and the pruning criterion), then an in-domain one.
+TR_TESTS = ["test"] + ([f"test_{TR_HOLDOUT['name']}"] if TR_HOLDOUT else [])
+TR_SPLITS = ["train", "validation"] + TR_TESTS
+
+
 def tr_raw_files(wildcards):
     if TR_SOURCE != "local":
         return [f"{TR_OUT}/data/raw"]
@@ -71,6 +89,7 @@ def translation_targets():
 
 
 TR_SHARDS = {s: f"{TR_OUT}/data/tokenized/{s}.npz" for s in ("train", "validation")}
+TR_TEST_SHARDS = {s: f"{TR_OUT}/data/tokenized/{s}.npz" for s in TR_TESTS}
 TR_METRICS = expand(f"{TR_OUT}/metrics/{{model}}.json", model=TR_MODELS + ["copy_source"])
 TR_REPORTS = expand(f"{TR_OUT}/train/{{model}}/prune.json", model=TR_PRUNED)
 

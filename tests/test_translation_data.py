@@ -12,6 +12,7 @@ from shrink.translation.corpus import (
     VERBS,
     CleanConfig,
     clean_splits,
+    hold_out,
     normalize,
     read_pairs,
     read_split,
@@ -166,6 +167,30 @@ def test_overlap_with_test_and_validation_dropped_from_train():
     assert (r["dropped"]["test_overlap"], r["test_overlap_kept"], r["validation_overlap_kept"]) == (0, 2, 1)
 
 
+def test_hold_out_is_seeded_and_keeps_order():
+    pairs = [(f"sentence {i}", f"предложение {i}") for i in range(50)]
+    held, rest = hold_out(pairs, 10, seed=3)
+    assert (held, rest) == hold_out(pairs, 10, seed=3) and held != hold_out(pairs, 10, seed=4)[0]
+    assert len(held) == 10 and sorted(held + rest) == sorted(pairs)
+    assert held == sorted(held, key=pairs.index) and rest == sorted(rest, key=pairs.index)
+    for size in (0, 50, 2.5, True):
+        with pytest.raises(ConfigError, match=r"translation.data.holdout.size.*between 1 and 49"):
+            hold_out(pairs, size, seed=0)
+
+
+def test_extra_test_set_is_cleaned_and_held_out_of_train():
+    train = [("I see a cat", "Я вижу кошку"),           # the same source as a held-out pair
+             ("A bird sings", "Птица поёт")]
+    extra = [("I see a cat", "Я вижу кота"), ("Paris", "Paris")]
+    out, report = clean_splits({"train": train, **EVAL, "test_tatoeba": extra})
+    assert out["test_tatoeba"] == extra  # evaluation sets stay whole (the untranslated pair is only flagged)
+    assert out["train"] == [("A bird sings", "Птица поёт")]
+    assert report["splits"]["train"]["dropped"]["test_overlap"] == 1
+    assert report["splits"]["test_tatoeba"]["untranslated_kept"] == 1
+    with pytest.raises(DataError, match=r"no \['test'\] split"):
+        clean_splits({"train": train, "validation": EVAL["validation"], "test_tatoeba": extra})
+
+
 def test_evaluation_splits_stay_complete():
     test = [("OK", "OK"), ("Paris", "Paris"), ("", "пусто"), ("Yes", "Да"), ("Yes", "Да"),
             ("Good morning", "Доброе утро вам всем, дорогие друзья и коллеги")]
@@ -304,3 +329,25 @@ def test_vocab_config_errors(texts):
         train_vocab(texts, 299)
     with pytest.raises(ConfigError, match="'translation.vocab.kind'.*wordpiece"):
         train_vocab(texts, 500, kind="wordpiece")
+
+
+def test_raw_splits_with_holdout_carve_one_train_corpus(tmp_path):
+    from shrink.errors import ShrinkError
+    from shrink.translation.steps import read_raw_splits
+
+    def corpus(name, n):
+        return write(tmp_path, name, "".join(f"{name} {i}\n" for i in range(n)).encode(),
+                     "".join(f"{name} {i} ру\n" for i in range(n)).encode())
+
+    prefixes = {"train": [corpus("news", 5), corpus("tatoeba", 20)], "validation": [corpus("dev", 3)],
+                "test": [corpus("flores", 4)]}
+    data = {"src": "en", "tgt": "ru", "encoding": "utf-8"}
+    holdout = {"name": "tatoeba", "prefix": str(prefixes["train"][1]), "size": 6}
+    splits = read_raw_splits(prefixes, data, holdout, seed=0)
+    assert list(splits) == ["train", "validation", "test", "test_tatoeba"]
+    assert len(splits["test_tatoeba"]) == 6 and len(splits["train"]) == 5 + 14
+    assert all(p[0].startswith("tatoeba") for p in splits["test_tatoeba"])
+    assert not set(splits["test_tatoeba"]) & set(splits["train"])
+    assert read_raw_splits(prefixes, data, None)["train"] == read_split(prefixes["train"])
+    with pytest.raises(ShrinkError, match="translation.data.holdout.prefix"):
+        read_raw_splits(prefixes, data, {**holdout, "prefix": str(prefixes["test"][0])})

@@ -42,6 +42,8 @@ def test_outputs_and_scores(finished_run):
     # The toy language is learnable, and copying English into a Cyrillic reference scores nothing.
     assert df.loc["teacher", "bleu_greedy"] > 50 and df.loc["copy_source", "bleu_greedy"] < 5
     assert df.loc["teacher", "encoder_heads"] == "8/8"
+    # the in-domain test set held out of train (translation.data.holdout) is scored beside the test split
+    assert df.loc["teacher", "bleu_greedy_heldout"] > 50 and df.loc["copy_source", "bleu_greedy_heldout"] < 5
     for name in FIGURES:
         f = res / "figures" / name
         assert f.stat().st_size > 3000, name
@@ -49,6 +51,7 @@ def test_outputs_and_scores(finished_run):
     cleaning = json.loads((res / "data" / "clean_report.json").read_text())
     # synthetic_corpus plants one empty, one untranslated, one ratio outlier and one duplicate pair
     dropped = cleaning["splits"]["train"]["dropped"]
+    assert cleaning["splits"]["test_heldout"]["kept"] == 100 and cleaning["splits"]["train"]["read"] == 1404
     assert (dropped["empty"], dropped["untranslated"], dropped["length_ratio"], dropped["duplicate"]) == (1, 1, 1, 1)
     samples = (res / "tables" / "samples.md").read_text()
     assert "| reference |" in samples and "| teacher (greedy) |" in samples

@@ -150,6 +150,19 @@ def _length_filter(src: str, tgt: str, cfg: CleanConfig) -> str | None:
     return None
 
 
+def hold_out(pairs: list[Pair], size: int, seed: int, key: str = "translation.data.holdout.size"):
+    """(held, rest): `size` pairs drawn at random with `seed`, and the others in their original order.
+
+    Cleaning later drops every train pair that shares a side with a held-out pair (test overlap), so a
+    sentence repeated with another translation does not leak across the split.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size < len(pairs):
+        raise ConfigError(key, f"must be an integer between 1 and {len(pairs) - 1} (the corpus has "
+                               f"{len(pairs)} pairs), not {size!r}")
+    chosen = set(random.Random(seed).sample(range(len(pairs)), size))
+    return [pairs[i] for i in sorted(chosen)], [p for i, p in enumerate(pairs) if i not in chosen]
+
+
 def _clean_eval(pairs: list[Pair], script) -> tuple[list[Pair], Counter]:
     """Validation/test: only empty pairs go; untranslated ones are counted but kept, so scores stay comparable."""
     kept, counts = [], Counter()
@@ -191,21 +204,30 @@ def _clean_train(pairs: list[Pair], cfg: CleanConfig, script, held_out: dict[str
 
 
 def clean_splits(splits: dict[str, list[Pair]], cfg: CleanConfig | None = None) -> tuple[dict[str, list[Pair]], dict]:
-    """Normalize and filter the train/validation/test splits. Returns (cleaned splits, report).
+    """Normalize and filter the splits: `train` and the evaluation splits (`validation`, `test` and any
+    extra test set, named `test_<name>`). Returns (cleaned splits, report).
 
     The report always has every filter and flag name, with zero counts, so reports compare key by key.
     """
     cfg = cfg or CleanConfig()
     script = re.compile(cfg.target_script) if cfg.target_script else None
-    normalized = {split: [(normalize(s), normalize(t)) for s, t in splits[split]] for split in SPLITS}
+    missing = [s for s in SPLITS if s not in splits]
+    if missing:
+        raise DataError("translation.data.splits", None, f"no {missing} split")
+    normalized = {split: [(normalize(s), normalize(t)) for s, t in pairs] for split, pairs in splits.items()}
     out, counts = {}, {}
-    for split in ("validation", "test"):  # cleaned first: train overlap is checked against what they keep
+    evaluation = [s for s in splits if s != "train"]
+    for split in evaluation:  # cleaned first: train overlap is checked against what they keep
         out[split], counts[split] = _clean_eval(normalized[split], script)
-    held_out = {"test": out["test"], "validation": out["validation"]}
+    # Test sets first, so a pair in both a test set and validation counts as test_overlap.
+    held_out = {}
+    for split in sorted(evaluation, key=lambda s: not s.startswith("test")):
+        name = "test" if split.startswith("test") else "validation"
+        held_out[name] = held_out.get(name, []) + out[split]
     out["train"], counts["train"] = _clean_train(normalized["train"], cfg, script, held_out)
 
     report = {"splits": {}, "config": asdict(cfg)}
-    for split in SPLITS:
+    for split in splits:
         c, n_read = counts[split], len(splits[split])
         report["splits"][split] = {"read": n_read, "kept": len(out[split]),
                                    "dropped": {f: c[f] for f in FILTERS}, **{f: c[f] for f in FLAGS}}
@@ -214,7 +236,7 @@ def clean_splits(splits: dict[str, list[Pair]], cfg: CleanConfig | None = None) 
             raise DataError(f"split '{split}'", None,
                             f"no pairs left after cleaning ({n_read} read; dropped: {why})" if n_read
                             else "no pairs: the input files are empty")
-    return {split: out[split] for split in SPLITS}, report
+    return {split: out[split] for split in splits}, report
 
 
 # ---------------------------------------------------------------- synthetic corpus

@@ -50,14 +50,29 @@ def encoder_ms_per_sentence(model, src_ids, batch_size, device, repeats=3):
     return round(1000 * best / len(src_ids), 4)
 
 
+def _translations(model, tok, data, beams, batch_size, device, greedy_ids=None):
+    """{decoder: detokenized hypotheses}: greedy, then beam search for each width in `beams`."""
+    if greedy_ids is None:
+        greedy_ids = translate(model, data.src, batch_size=batch_size, device=device)
+    outputs = {"greedy": decode(tok, greedy_ids)}
+    for k in beams:
+        outputs[f"beam{k}"] = decode(tok, translate(model, data.src, beam=k, batch_size=batch_size, device=device))
+    return outputs
+
+
+def test_scores(model, tok, data, beams=(4,), batch_size=64, device="cpu"):
+    """{decoder: {bleu, chrf, ...}} on one more test set (no speed or samples)."""
+    model.to(device).eval()
+    return {name: score(hyps, data.tgt_text)
+            for name, hyps in _translations(model, tok, data, beams, batch_size, device).items()}
+
+
 def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64, device="cpu",
                          latency_sentences=50, samples=10, threads=None):
     """Metrics dict for `data` (the test split): greedy and beam scores, parameters, speed, samples."""
     model.to(device).eval()
     greedy_ids, speed = decoding_speed(model, data.src, batch_size, device, latency_sentences)
-    outputs = {"greedy": decode(tok, greedy_ids)}
-    for k in beams:
-        outputs[f"beam{k}"] = decode(tok, translate(model, data.src, beam=k, batch_size=batch_size, device=device))
+    outputs = _translations(model, tok, data, beams, batch_size, device, greedy_ids)
     scores = {name: score(hyps, data.tgt_text) for name, hyps in outputs.items()}
     encoder_attention = sum(p.numel() for layer in model.encoder.layers for p in layer.self_attn.parameters())
     return {

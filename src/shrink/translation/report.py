@@ -24,6 +24,9 @@ def summary_frame(metric_paths, prune_reports):
         row = {"model": m["model"], "lambda": lambdas.get(m["model"])}
         for decoder, s in m["test"].items():
             row[f"bleu_{decoder}"], row[f"chrf_{decoder}"] = s["bleu"], s["chrf"]
+        for name, scores in m.get("other_tests", {}).items():  # columns bleu_<decoder>_<test set>
+            for decoder, s in scores.items():
+                row[f"bleu_{decoder}_{name}"], row[f"chrf_{decoder}_{name}"] = s["bleu"], s["chrf"]
         if "structure" in m:
             st = m["structure"]
             row.update({"encoder_heads": f"{st['encoder_heads_kept']}/{st['encoder_heads_total']}",
@@ -63,16 +66,21 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False)
     lines = ["# Translation: teacher, encoder-head pruning, copy-the-source baseline", "",
-             "Test split; BLEU and chrF from sacrebleu on detokenized text. `delta_` columns are BLEU minus "
+             "Test split (columns ending in a test-set name: that extra test set); BLEU and chrF from sacrebleu on "
+             "detokenized text. `delta_` columns are BLEU minus "
              "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher; `encoder_ms` is "
              "the encoder alone per test sentence (batches of the evaluation batch size, best of 3).", "",
              df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt="g", missingval=""), ""]
-    best = within(df) if (df["model"] == TEACHER).any() else None
-    if best is not None:
-        lines.append(f"Most heads removed within 1.0 BLEU (greedy) of the teacher: **{best['model']}** "
-                     f"(lambda {best['lambda']}), {best['encoder_heads']} encoder heads kept "
-                     f"({best['heads_removed_pct']}% removed), BLEU {best['bleu_greedy']} "
-                     f"({best['delta_bleu_greedy']:+.2f}).")
+    if (df["model"] == TEACHER).any():
+        for column in [c for c in df if c.startswith("bleu_greedy")]:
+            best = within(df, column=column)
+            test_set = column.removeprefix("bleu_greedy").lstrip("_") or "the test split"
+            if best is not None:
+                lines.append(f"Most heads removed within 1.0 BLEU (greedy, {test_set}) of the teacher: "
+                             f"**{best['model']}** (lambda {best['lambda']}), {best['encoder_heads']} encoder heads "
+                             f"kept ({best['heads_removed_pct']}% removed), BLEU {best[column]} "
+                             f"({best['delta_' + column]:+.2f}).")
+                lines.append("")
     write_text(md_out, "\n".join(lines) + "\n")
     return df
 
@@ -140,19 +148,25 @@ def plot_bleu(evals_csv, out, title="Teacher", teacher_evals=None):
 
 
 def plot_heads_bleu(metric_paths, prune_reports, out):
+    """Greedy test BLEU against the share of encoder heads removed, one line per test set."""
     df = summary_frame(metric_paths, prune_reports)
     pruned, t = df[df["lambda"].notna()], df[df["model"] == TEACHER].iloc[0]
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    ax.plot(pruned["heads_removed_pct"], pruned["bleu_greedy"], marker="o", label="pruned (greedy)")
-    for _, r in pruned.iterrows():
-        ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r["bleu_greedy"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.scatter([0], [t["bleu_greedy"]], marker="*", s=200, color="black", label="teacher", zorder=5)
-    ax.axhline(t["bleu_greedy"] - 1.0, color="grey", ls=":", lw=1, label="teacher - 1 BLEU")
     base = df[df["model"] == BASELINE]
-    if len(base):
-        ax.axhline(base.iloc[0]["bleu_greedy"], color="C3", ls="--", lw=1, label="copy the source")
-    ax.set(xlabel="encoder heads removed (%)", ylabel="test BLEU", title="Encoder-head pruning: BLEU against heads removed")
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for i, column in enumerate(c for c in df if c.startswith("bleu_greedy")):
+        name = column.removeprefix("bleu_greedy").lstrip("_") or "test"
+        color = f"C{i}"
+        ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, label=f"pruned, {name}")
+        for _, r in pruned.iterrows():
+            ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r[column]), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.scatter([0], [t[column]], marker="*", s=200, color=color, edgecolor="black", zorder=5,
+                   label=f"teacher, {name}")
+        ax.axhline(t[column] - 1.0, color=color, ls=":", lw=1, label=f"teacher - 1 BLEU, {name}")
+        if len(base):
+            ax.axhline(base.iloc[0][column], color=color, ls="--", lw=1, label=f"copy the source, {name}")
+    ax.set(xlabel="encoder heads removed (%)", ylabel="test BLEU (greedy)",
+           title="Encoder-head pruning: BLEU against heads removed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     _save(fig, out)

@@ -65,20 +65,39 @@ def fetch_hub(hub, src, tgt):
     return splits
 
 
+def read_raw_splits(prefixes, data, holdout=None, seed=0):
+    """{split: pairs} from the raw files; with `holdout`, a test set `test_<name>` drawn from one
+    training corpus (which then keeps the rest)."""
+    from .corpus import hold_out, read_pairs
+
+    read = lambda prefix: read_pairs(prefix, data["src"], data["tgt"], data["encoding"])  # noqa: E731
+    splits = {s: [pair for prefix in prefixes[s] for pair in read(prefix)] for s in SPLITS if s != "train"}
+    train = []
+    for prefix in prefixes["train"]:
+        pairs = read(prefix)
+        if holdout and str(prefix) == str(holdout["prefix"]):
+            splits[f"test_{holdout['name']}"], pairs = hold_out(pairs, holdout["size"], seed)
+        train += pairs
+    if holdout and f"test_{holdout['name']}" not in splits:
+        raise ShrinkError(f"config key 'translation.data.holdout.prefix' ({holdout['prefix']}) is not one of "
+                          "translation.data.splits.train")
+    return {"train": train, **splits}
+
+
 def clean(smk):
     from ..atomic import atomic_dir, write_json
-    from .corpus import CleanConfig, clean_splits, read_split, write_pairs
+    from .corpus import CleanConfig, clean_splits, write_pairs
 
     d = smk.params.data
     raw = {s: [str(p) for p in smk.params.prefixes[s]] for s in SPLITS}
-    splits = {s: read_split(raw[s], d["src"], d["tgt"], d["encoding"]) for s in SPLITS}
+    splits = read_raw_splits(raw, d, smk.params.holdout, smk.params.seed)
     cleaned, report = clean_splits(splits, CleanConfig.from_config(smk.params.clean))
-    report["sources"] = raw
+    report["sources"] = {**raw, **({"holdout": smk.params.holdout} if smk.params.holdout else {})}
     with atomic_dir(smk.output.folder) as tmp:
-        for s in SPLITS:
-            write_pairs(tmp, s, cleaned[s], d["src"], d["tgt"])
+        for s, pairs in cleaned.items():
+            write_pairs(tmp, s, pairs, d["src"], d["tgt"])
     write_json(smk.output.report, report)
-    for s in SPLITS:
+    for s in cleaned:
         r = report["splits"][s]
         dropped = {k: v for k, v in r["dropped"].items() if v}
         print(f"{s}: {r['read']} pairs in, {r['kept']} kept; dropped {dropped or 'none'}")
@@ -106,7 +125,7 @@ def tokenize(smk):
 
     d, max_tokens = smk.params.data, smk.params.vocab["max_tokens"]
     tok = load_vocab(smk.input.vocab)
-    for split in SPLITS:
+    for split in smk.params.splits:
         pairs = _read_clean(smk.input.folder, split, d)
         src, tgt = [p[0] for p in pairs], [p[1] for p in pairs]
         # Training pairs are truncated to the model's budget; evaluation keeps whole references as text.
@@ -177,10 +196,24 @@ def prune(smk):
           f"{checked} frozen tensors verified unchanged", flush=True)
 
 
+def _extra_tests(smk):
+    """{name: TokenizedPairs} of the extra test sets (inputs named test_<name>)."""
+    from .shards import TokenizedPairs
+
+    return {k.removeprefix("test_"): TokenizedPairs.load(v) for k, v in smk.input.items() if k.startswith("test_")}
+
+
+def _print_scores(name, m):
+    sets = {"test": m["test"], **m.get("other_tests", {})}
+    print(f"{name}: " + "; ".join(f"{s}: " + ", ".join(f"{k} BLEU {v['bleu']:.2f} chrF {v['chrf']:.2f}"
+                                                      for k, v in scores.items())
+                                  for s, scores in sets.items()), flush=True)
+
+
 def evaluate(smk):
     _threads(smk)
     from ..atomic import write_json
-    from .evaluate import evaluate_translation
+    from .evaluate import evaluate_translation, test_scores
     from .model import load_model
 
     e = smk.params.evaluate
@@ -188,10 +221,10 @@ def evaluate(smk):
     model = load_model(smk.input.model)
     m = evaluate_translation(model, tok, test, smk.input.model, beams=e["beams"], batch_size=e["batch_size"],
                              latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads)
-    m = {"model": smk.wildcards.model, **m}
+    other = {name: test_scores(model, tok, data, e["beams"], e["batch_size"]) for name, data in _extra_tests(smk).items()}
+    m = {"model": smk.wildcards.model, **m, **({"other_tests": other} if other else {})}
     write_json(smk.output[0], m)
-    print(f"{smk.wildcards.model}: " + ", ".join(f"{k} BLEU {v['bleu']:.2f} chrF {v['chrf']:.2f}"
-                                                 for k, v in m["test"].items()), flush=True)
+    _print_scores(smk.wildcards.model, m)
 
 
 def baseline(smk):
@@ -199,9 +232,11 @@ def baseline(smk):
     from .evaluate import copy_baseline
     from .shards import TokenizedPairs
 
-    m = {"model": "copy_source", **copy_baseline(TokenizedPairs.load(smk.input.test))}
+    other = {name: copy_baseline(data)["test"] for name, data in _extra_tests(smk).items()}
+    m = {"model": "copy_source", **copy_baseline(TokenizedPairs.load(smk.input.test)),
+         **({"other_tests": other} if other else {})}
     write_json(smk.output[0], m)
-    print(f"copy-the-source: BLEU {m['test']['greedy']['bleu']:.2f}, chrF {m['test']['greedy']['chrf']:.2f}")
+    _print_scores("copy-the-source", m)
 
 
 def summary(smk):
