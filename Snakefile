@@ -12,6 +12,11 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
+# After a failed run: the jobs SLURM killed for their time or memory limit, and the key to raise.
+onerror:
+    explain_slurm_kills()
+
+
 if config["task"] == "translation":
 
     include: "rules/translation_common.smk"

@@ -1,3 +1,5 @@
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -65,6 +67,8 @@ def pick(section, keys):
     return {k: config[section].get(k) for k in keys}
 
 
+# Each rule also names its group in its resources (resource_group="train", a string no scheduler
+# counts), so a job that outgrows its request can name the config key to raise (shrink.guard).
 def res(group, key):
     """A resource value of a rule group (config 'resources'), falling back to 'default'."""
     table = config["resources"]
@@ -77,6 +81,16 @@ def res(group, key):
 def train_gpus():
     """A training job asks the scheduler for one GPU exactly when it will train on CUDA."""
     return 1 if config["train"]["device"] == "cuda" else 0
+
+
+def train_tasks(trains=True):
+    """Resources of a job that trains in train.processes worker processes, as the SLURM executor
+    plugin reads them: one task each (`tasks` -> --ntasks) on CPU; on CUDA one GPU each (`gpu` ->
+    --gpus, `tasks_per_gpu` -> --ntasks-per-gpu, 0 leaves the flag out); all on one node, where the
+    job spawns its workers. `threads` stays the job's total, shared out among the workers."""
+    n = config["train"].get("processes", 1) if trains else 1
+    cuda = trains and config["train"]["device"] == "cuda"
+    return {"tasks": n, "nodes": 1, "gpu": n if cuda else 0, "tasks_per_gpu": 1 if cuda and n > 1 else 0}
 
 
 def checkpoint_dir(model):
@@ -188,3 +202,29 @@ def step_label(sid):
     users = [n for n, v in VARIANTS.items() if sid in v.steps]
     more = f" (+{len(users) - 1})" if len(users) > 1 else ""
     return f"{users[0]}{more}: {STEPS[sid].method}"
+
+
+# A job SLURM killed for its time or memory limit fails with SLURM's word only; after a failed run
+# (the Snakefile's `onerror`), name the rule and the config key to raise, from the SLURM executor
+# plugin's job logs of this run.
+WORKFLOW_START = time.time()
+
+
+def explain_slurm_kills():
+    from shrink.guard import slurm_kills, slurm_message
+
+    logdir = getattr(getattr(workflow, "executor_settings", None), "logdir", None)
+    if logdir and not Path(logdir).is_absolute():  # as the plugin resolves it
+        logdir = Path(workflow.workdir_init) / logdir
+    told = set()
+    for kill in slurm_kills(logdir or ".snakemake/slurm_logs", since=WORKFLOW_START):
+        if (kill.rule, kill.resource) in told:
+            continue
+        told.add((kill.rule, kill.resource))
+        try:
+            group = workflow.get_rule(kill.rule).resources.get("resource_group")
+            group = getattr(group, "value", group)  # Snakemake 9 wraps resources in Resource objects
+        except Exception:  # a rule of another workflow version
+            group = None
+        value = res(group, kill.resource) if group else None
+        print(slurm_message(kill, group, value), file=sys.stderr)

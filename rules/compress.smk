@@ -12,6 +12,7 @@ rule teacher_logits:
         "results/logs/teacher_logits.log",
     threads: res("evaluate", "threads")
     resources:
+        resource_group="evaluate",
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
     conda:
@@ -44,9 +45,10 @@ for _method, (_, _trains) in METHODS.items():
             f"results/logs/{_method}-{{hash}}.log",
         threads: res(_group, "threads")
         resources:
+            resource_group=_group,
             mem_mb=res(_group, "mem_mb"),
             runtime=res(_group, "runtime"),
-            gpu=train_gpus() if _trains else 0,
+            **train_tasks(_trains),
         conda:
             "../envs/train.yaml"
         script:

@@ -16,6 +16,7 @@ if SOURCE != "local":
             "results/logs/get_raw_data.log",
         threads: res("data", "threads")
         resources:
+            resource_group="data",
             mem_mb=res("data", "mem_mb"),
             runtime=res("data", "runtime"),
         conda:
@@ -42,6 +43,7 @@ rule clean_data:
         "results/logs/clean_data.log",
     threads: res("data", "threads")
     resources:
+        resource_group="data",
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     conda:
@@ -63,6 +65,7 @@ rule tokenize:
         "results/logs/tokenize.log",
     threads: res("data", "threads")
     resources:
+        resource_group="data",
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     conda:

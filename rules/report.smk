@@ -26,6 +26,7 @@ rule summary_table:
         "results/logs/summary_table.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -58,6 +59,7 @@ rule plot_training_curve:
         "results/logs/plot_{kind}.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -83,6 +85,7 @@ rule plot_per_type_f1:
         "results/logs/plot_per_type_f1_{model}.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -114,6 +117,7 @@ rule plot_pareto:
         "results/logs/plot_pareto_{axis}.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -140,6 +144,7 @@ rule plot_compress_losses:
         "results/logs/plot_compress_losses.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -166,6 +171,7 @@ rule plot_pruning:
         "results/logs/plot_pruning.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -192,6 +198,7 @@ rule plot_heads_f1:
         "results/logs/plot_heads_f1.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -221,6 +228,7 @@ rule plot_gates:
         "results/logs/plot_gates_{model}_{ext}.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:

@@ -17,9 +17,10 @@ rule train_teacher:
         f"results/logs/train_{TEACHER}.log",
     threads: res("train", "threads")
     resources:
+        resource_group="train",
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
-        gpu=train_gpus(),
+        **train_tasks(),
     conda:
         "../envs/train.yaml"
     script:

@@ -16,6 +16,7 @@ if TR_SOURCE != "local":
             f"{TR_OUT}/logs/get_raw.log",
         threads: res("data", "threads")
         resources:
+            resource_group="data",
             mem_mb=res("data", "mem_mb"),
             runtime=res("data", "runtime"),
         conda:
@@ -44,6 +45,7 @@ rule tr_clean:
         f"{TR_OUT}/logs/clean.log",
     threads: res("data", "threads")
     resources:
+        resource_group="data",
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     conda:
@@ -64,6 +66,7 @@ rule tr_vocab:
         f"{TR_OUT}/logs/vocab.log",
     threads: res("data", "threads")
     resources:
+        resource_group="data",
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     conda:
@@ -86,6 +89,7 @@ rule tr_tokenize:
         f"{TR_OUT}/logs/tokenize.log",
     threads: res("data", "threads")
     resources:
+        resource_group="data",
         mem_mb=res("data", "mem_mb"),
         runtime=res("data", "runtime"),
     conda:
@@ -112,6 +116,7 @@ rule tr_train_teacher:
         f"{TR_OUT}/logs/train_teacher.log",
     threads: res("train", "threads")
     resources:
+        resource_group="train",
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
         gpu=train_gpus(),
@@ -143,6 +148,7 @@ rule tr_prune:
         f"{TR_OUT}/logs/prune_l{{lam}}.log",
     threads: res("train", "threads")
     resources:
+        resource_group="train",
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
         gpu=train_gpus(),
@@ -167,6 +173,7 @@ rule tr_evaluate:
         f"{TR_OUT}/logs/evaluate_{{model}}.log",
     threads: res("evaluate", "threads")
     resources:
+        resource_group="evaluate",
         mem_mb=res("evaluate", "mem_mb"),
         runtime=res("evaluate", "runtime"),
     conda:
@@ -184,6 +191,7 @@ rule tr_copy_baseline:
         f"{TR_OUT}/logs/copy_baseline.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -214,6 +222,7 @@ rule tr_summary:
         f"{TR_OUT}/logs/summary.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:
@@ -243,6 +252,7 @@ rule tr_plot:
         f"{TR_OUT}/logs/plot_{{model}}_{{kind}}_{{ext}}.log",
     threads: res("default", "threads")
     resources:
+        resource_group="default",
         mem_mb=res("default", "mem_mb"),
         runtime=res("default", "runtime"),
     conda:

@@ -46,7 +46,8 @@ def tr_holdout():
     h = TR_DATA.get("holdout")
     if not h:
         return None
-    prefix = str(TR_DIR / h["prefix"]) if TR_SOURCE == "local" else f"{TR_OUT}/data/raw/{h['prefix']}"
+    # Hub and synthetic corpora have a single train split: the holdout comes from it.
+    prefix = str(TR_DIR / h["prefix"]) if TR_SOURCE == "local" else f"{TR_OUT}/data/raw/train"
     if prefix not in tr_prefixes()["train"]:
         raise WorkflowError(f"config key 'translation.data.holdout.prefix' ({h['prefix']}) is not one of "
                             "translation.data.splits.train")

@@ -41,6 +41,35 @@ def snakemake(workdir, *args, config=None, timeout=900, env=None, snakefile=REPO
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def planned_resources(dry_run_output):
+    """rule -> its first job's resources, from the output of `snakemake -n`."""
+    out, rule = {}, None
+    for line in dry_run_output.splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            rule = line[5:-1]
+        elif line.strip().startswith("resources:") and rule and rule not in out:
+            pairs = (kv.split("=", 1) for kv in line.split(":", 1)[1].split(", "))
+            out[rule] = {k.strip(): int(v) if v.isdigit() else v for k, v in pairs}
+    return out
+
+
+
+def sbatch_line(resources, threads):
+    """The sbatch command line the SLURM executor plugin would submit for a job with these resources
+    (its own submit-string code; only the job's identity is filled in)."""
+    import types
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.__getitem__
+
+    job = types.SimpleNamespace(threads=threads, resources=Resources(resources))
+    params = dict(run_uuid="job", slurm_logfile="log", comment_str="rule", account="", partition="", workdir="")
+    return get_submit_command(job, params) + set_gres_string(job) + " "
+
+
 @pytest.fixture
 def run_workflow():
     return snakemake

@@ -48,6 +48,14 @@ class StepContext:
             save_model(model, self.tok, tmp)
         write_json(self.out["report"], {"method": self.method, "params": self.params, **report})
 
+    def write_report(self, report):
+        """A training step's step.json. With several training processes (train.processes) every one
+        finishes with the same model and report, and rank 0 writes it."""
+        from .distributed import is_main
+
+        if is_main():
+            write_json(self.out["report"], {"method": self.method, "params": self.params, **report})
+
     def train(self, model, objective=None, export=None, select="best"):
         """Train with the config's train settings updated by the step's own; returns the epoch rows."""
         from .train import TrainConfig, train_token_classifier
@@ -108,7 +116,7 @@ def share_layers(ctx):
 def finetune(ctx):
     model = ctx.load_parent()
     rows = ctx.train(model)
-    write_json(ctx.out["report"], {"method": ctx.method, "params": ctx.params, "epochs": rows})
+    ctx.write_report({"epochs": rows})
 
 
 def distill(ctx):
@@ -131,8 +139,7 @@ def distill(ctx):
         objective = Distillation(student, alpha, temperature, cache=TeacherLogits.load(ctx.teacher_logits))
     print(f"student: {n:,} parameters ({student.config.num_hidden_layers} layers)", flush=True)
     rows = ctx.train(student, objective)
-    write_json(ctx.out["report"], {"method": ctx.method, "params": ctx.params, "student_params": n,
-                                   "epochs": rows})
+    ctx.write_report({"student_params": n, "epochs": rows})
 
 
 def calibration_batches(ctx, n, batch_size=16):
@@ -192,7 +199,7 @@ def feature_based(ctx):
     tagger = FeatureTagger.wrap(ctx.load_parent(), s.get("layers", 4), s.get("head", "bilstm"),
                                 s.get("head_hidden", 128))
     rows = ctx.train(tagger)
-    write_json(ctx.out["report"], {"method": ctx.method, "params": ctx.params, "epochs": rows})
+    ctx.write_report({"epochs": rows})
 
 
 STEPS = {f.__name__: f for f in (factorize_embeddings, low_rank, share_layers, finetune, distill, prune,

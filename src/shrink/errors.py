@@ -34,3 +34,11 @@ def reject_unknown_keys(settings, dataclass_type, prefix):
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(known)})")
+
+
+class StorageError(ShrinkError):
+    """The results could not be written: disk full, read-only filesystem or no permission."""
+
+    def __init__(self, path, errno_code, message):
+        self.path, self.errno = str(path), errno_code
+        super().__init__(message)

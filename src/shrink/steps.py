@@ -5,10 +5,14 @@ about a second without torch.
 """
 
 import contextlib
+import functools
+import os
 import sys
 import traceback
 
-from .errors import ShrinkError
+from . import guard
+from .atomic import storage_fault
+from .errors import ShrinkError, StorageError
 
 SPLITS = ("train", "validation", "test")
 
@@ -36,7 +40,14 @@ def _logged(smk):
     if not smk.log:
         yield
         return
-    with open(smk.log[0], "w", encoding="utf-8") as log:
+    try:
+        # emptied, then appended to: a training worker (train.processes > 1) appends to the same file,
+        # and writes at this process's own offset would overwrite its lines
+        log = open(smk.log[0], "a", encoding="utf-8")
+        log.truncate(0)
+    except OSError as e:  # e.g. a read-only or full results folder: say so, not a traceback
+        raise storage_fault(e, smk.log[0]) or e
+    with log:
         out, err = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(out, log), _Tee(err, log)
         try:
@@ -46,16 +57,31 @@ def _logged(smk):
 
 
 def run(step, smk):
-    """Run a step; bad input ends the job with its one-line message instead of a traceback."""
-    with _logged(smk):
-        try:
+    """Run a step; bad input, a full or read-only disk, or a job outgrowing its memory or time
+    request (shrink.guard) ends the job with a one-line message instead of a traceback."""
+    try:
+        with _logged(smk):
+            _run_guarded(step, smk)
+    except StorageError as e:  # the log file itself could not be written
+        _fail(smk, e)
+
+
+def _run_guarded(step, smk):
+    try:
+        with guard.watch(smk.rule, getattr(smk, "resources", None)):
             step(smk)
-        except ShrinkError as e:
-            print(f"ERROR in rule {smk.rule}: {e}", file=sys.stderr)
-            sys.exit(1)
-        except Exception:
-            traceback.print_exc()
-            raise
+    except guard.ResourceExceeded:
+        sys.exit(1)  # the guard has printed which request to raise
+    except ShrinkError as e:
+        _fail(smk, e)
+    except Exception:
+        traceback.print_exc()
+        raise
+
+
+def _fail(smk, error):
+    print(f"ERROR in rule {smk.rule}: {error}", file=sys.stderr)
+    sys.exit(1)
 
 
 def _threads(smk):
@@ -73,6 +99,7 @@ def get_raw(smk):
     if source == "hub":
         fetch_hub(smk.params.hub_name, out, smk.params.hub_revision)
     elif source == "synthetic":
+        import shutil
         import tempfile
         from pathlib import Path
 
@@ -82,7 +109,7 @@ def get_raw(smk):
             write_corpus(tmp, dict(smk.params.synthetic["sizes"]), smk.params.seed)
             for s in SPLITS:
                 with atomic_path(out[s]) as dst:
-                    Path(tmp, f"{s}.txt").replace(dst)
+                    shutil.copyfile(Path(tmp, f"{s}.txt"), dst)  # a rename fails when /tmp is another disk
     else:
         raise ShrinkError(f"get_raw_data has nothing to do for source {source!r}")
 
@@ -123,18 +150,53 @@ def tokenize(smk):
     print(f"tokenized: {sizes}")
 
 
+def _launch(smk, fn, trains=True, **kwargs):
+    """Run `fn(**kwargs)` here, or for a training step with train.processes > 1 in that many worker
+    processes (shrink.distributed), which get plain values: the snakemake object stays here."""
+    from .distributed import launch
+    from .train import resolve_device
+
+    train = dict(smk.params.train)
+    processes = train.get("processes", 1) if trains else 1
+    if processes != 1 and smk.log:
+        fn = functools.partial(_worker_output, fn, str(smk.log[0]))
+    launch(fn, kwargs, processes, smk.threads, cuda=resolve_device(train.get("device", "cpu")) == "cuda")
+
+
+def _worker_output(fn, log, **kwargs):
+    """A training worker's output: rank 0 copies it to the rule's log as `_logged` does here (a spawned
+    process starts without this process's tee); the others hold the same state and stay quiet."""
+    from .distributed import is_main
+
+    if not is_main():
+        with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+            return fn(**kwargs)
+    with open(log, "a", encoding="utf-8") as f:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, f), _Tee(err, f)
+        try:
+            return fn(**kwargs)
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
 def train(smk):
-    _threads(smk)
+    _launch(smk, _train_teacher, data=str(smk.input.data), train=dict(smk.params.train),
+            teacher=dict(smk.params.teacher), seed=smk.params.seed, out=str(smk.output.model),
+            steps_csv=str(smk.output.steps), epochs_csv=str(smk.output.epochs),
+            checkpoints=str(smk.params.checkpoints))
+
+
+def _train_teacher(data, train, teacher, seed, out, steps_csv, epochs_csv, checkpoints):
     from .evaluate import load_tokenized
     from .models import build_token_classifier
     from .train import TrainConfig, train_token_classifier
 
-    cfg = TrainConfig.from_dict(dict(smk.params.train), seed=smk.params.seed)
-    dd, tok, labels = load_tokenized(smk.input.data)
-    model = build_token_classifier(dict(smk.params.teacher), labels, len(tok), cfg.seed)
-    train_token_classifier(model, tok, dd["train"], dd["validation"], labels, cfg, smk.output.model,
-                           smk.output.steps, smk.output.epochs, smk.params.checkpoints,
-                           model_cfg=dict(smk.params.teacher))
+    cfg = TrainConfig.from_dict(train, seed=seed)
+    dd, tok, labels = load_tokenized(data)
+    model = build_token_classifier(teacher, labels, len(tok), cfg.seed)
+    train_token_classifier(model, tok, dd["train"], dd["validation"], labels, cfg, out, steps_csv, epochs_csv,
+                           checkpoints, model_cfg=teacher)
 
 
 def evaluate(smk):
@@ -184,18 +246,26 @@ def teacher_logits(smk):
 
 
 def compress_step(smk):
-    _threads(smk)
+    from .recipes import METHODS
+
+    def path(p):
+        return None if p is None else str(p)
+
+    out = {k: str(smk.output[k]) for k in ("model", "report", "steps", "epochs", "extra")
+           if k in smk.output.keys()}
+    _launch(smk, _compress_step, trains=METHODS[smk.params.method][1],
+            method=smk.params.method, params=dict(smk.params.step), data=str(smk.input.data), out=out,
+            parent=path(smk.input.get("parent")), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
+            seed=smk.params.seed, checkpoints=str(smk.params.checkpoints), teacher_model=path(smk.input.get("teacher")),
+            teacher_logits=path(smk.input.get("logits")), key=smk.params.key,
+            # a validation gate, not a setting of the result: read from the config, so changing it reruns nothing
+            student_budget=(smk.config.get("compress") or {}).get("student_budget"))
+
+
+def _compress_step(**ctx):
     from .compress import StepContext, run_step
 
-    out = {k: smk.output[k] for k in ("model", "report", "steps", "epochs", "extra") if k in smk.output.keys()}
-    ctx = StepContext(
-        method=smk.params.method, params=dict(smk.params.step), data=smk.input.data, out=out,
-        parent=smk.input.get("parent"), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
-        seed=smk.params.seed, checkpoints=smk.params.checkpoints, teacher_model=smk.input.get("teacher"),
-        teacher_logits=smk.input.get("logits"), key=smk.params.key,
-        # a validation gate, not a setting of the result: read from the config, so changing it reruns nothing
-        student_budget=(smk.config.get("compress") or {}).get("student_budget"))
-    run_step(ctx)
+    run_step(StepContext(**ctx))
 
 
 def _pareto(smk):

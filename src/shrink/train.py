@@ -3,6 +3,9 @@
 Checkpoints go to a folder the workflow does not declare as output (Snakemake deletes a
 job's outputs before rerunning it), one per finished epoch; a rerun after a kill resumes
 from the newest one whose fingerprint matches the current settings.
+
+With `processes` > 1 the same code runs in every worker of shrink.distributed: each takes its
+shard of every batch, and rank 0 alone validates and writes.
 """
 
 import csv
@@ -19,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .atomic import atomic_dir, atomic_path
 from .batching import Padder, length_grouped_batches, random_batches, token_budget_batches
 from .errors import ConfigError, TrainingError, reject_unknown_keys
@@ -43,6 +47,7 @@ class TrainConfig:
     group_by_length: bool = True
     log_every: int = 10
     seed: int = 42
+    processes: int = 1  # data-parallel worker processes; the workflow script launches them (shrink.distributed)
 
     @classmethod
     def from_dict(cls, d, seed=None):
@@ -67,6 +72,10 @@ class TrainConfig:
             raise ConfigError("train.precision", f"must be fp32 or bf16, not {self.precision!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train.device", "cuda requested but no GPU is visible")
+        distributed.check_processes(self.processes)
+        if resolve_device(self.device) == "cuda" and torch.cuda.device_count() < self.processes:
+            raise ConfigError("train.processes", f"{self.processes} processes on cuda need one GPU each, "
+                              f"{torch.cuda.device_count()} visible")
 
 
 def resolve_device(device):
@@ -93,7 +102,12 @@ def set_rng_state(state):
 
 def fingerprint(cfg, model_cfg, train_set):
     """Identifies the run a checkpoint belongs to: settings, model and training data."""
-    key = json.dumps({"format": 2, "train": asdict(cfg), "model": model_cfg, "rows": len(train_set),
+    settings = asdict(cfg)
+    # One process: left out, so checkpoints from before the key existed still resume. Several: kept,
+    # since a checkpoint then holds one RNG state per process and resumes under the same count only.
+    if cfg.processes == 1:
+        del settings["processes"]
+    key = json.dumps({"format": 2, "train": settings, "model": model_cfg, "rows": len(train_set),
                       "data": train_set._fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -116,7 +130,9 @@ class TaskLoss(torch.nn.Module):
     Other objectives (distillation, gated heads) are modules with the same call signature,
     `objective(batch, indices) -> (loss, {part: value})`, holding the trained model as `.model`
     and any trainable extras (projections, gates) as submodules; a frozen teacher is kept out
-    of the module tree so it is neither optimised nor checkpointed.
+    of the module tree so it is neither optimised nor checkpointed. A loss that is a mean over a
+    batch's items goes through `shrink.distributed.global_mean`, so it stays the whole batch's mean
+    when each of several processes holds a shard of the batch.
     """
 
     def __init__(self, model):
@@ -124,7 +140,8 @@ class TaskLoss(torch.nn.Module):
         self.model = model
 
     def forward(self, batch, indices):
-        return self.model(**batch).loss, {}
+        # the model's loss is the mean over labelled word pieces; with several processes, over the whole batch's
+        return distributed.global_mean(self.model(**batch).loss, (batch["labels"] != -100).sum()), {}
 
 
 def param_groups(model, weight_decay):
@@ -162,10 +179,14 @@ class Checkpoints:
                 shutil.rmtree(d, ignore_errors=True)
         return max(found)[1] if found else None
 
-    def save(self, epoch, model, optimizer, scheduler, extra):
+    def save(self, epoch, model, optimizer, scheduler, extra, rank_rng=None):
+        """`rank_rng`: every process's RNG state (shrink.distributed.gather), None with one process."""
+        state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "rng": rng_state()}
+        if rank_rng is not None:
+            state["rank_rng"] = rank_rng
         with atomic_dir(self.root / f"epoch-{epoch}") as tmp:
-            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "rng": rng_state()}, tmp / "state.pt")
+            torch.save(state, tmp / "state.pt")
             (tmp / "state.json").write_text(json.dumps({"fingerprint": self.fp, "epoch": epoch, **extra}))
         for old in self.root.glob("epoch-*"):
             if old.name != f"epoch-{epoch}":
@@ -184,16 +205,24 @@ def write_csv(path, rows):
 
 
 def train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, device, epoch, step, step_rows,
-                progress, extra_rows=None):
-    """One pass over `batches`; appends to `step_rows` every `log_every` steps. Returns (tokens, loss sum, step)."""
+                progress, extra_rows=None, net=None):
+    """One pass over `batches`; appends to `step_rows` every `log_every` steps. Returns (tokens, loss sum, step).
+
+    `net` is `objective` wrapped by shrink.distributed.wrap: each process runs its shard of every
+    batch through it, and the losses logged are the whole batch's.
+    """
+    net = net or objective
     objective.train()
     tokens, loss_sum = 0, 0.0
     bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
     for idx in bar:
-        batch = pad(train_set, idx, device)
+        part, live = distributed.shard(idx)
+        batch = pad(train_set, part, device)
         with autocast(device, cfg.precision):
-            loss, parts = objective(batch, idx)
-        value = loss.item()
+            loss, parts = net(batch, part)
+        # averaged over processes every step, so all of them see the same value and stop together
+        value, *rest = distributed.average([loss.detach(), *parts.values()])
+        parts = dict(zip(parts, rest))
         if not math.isfinite(value):
             raise TrainingError(f"loss is {value} at epoch {epoch}, step {step + 1} "
                                 f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr or use train.precision: fp32")
@@ -203,11 +232,11 @@ def train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, d
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        tokens += int(batch["attention_mask"].sum())
+        tokens += int(batch["attention_mask"].sum()) if live else 0
         loss_sum += value
         if step % cfg.log_every == 0 or idx is batches[-1]:
             step_rows.append({"step": step, "epoch": epoch, "loss": round(value, 6),
-                              **{k: round(float(v), 6) for k, v in parts.items()},
+                              **{k: round(v, 6) for k, v in parts.items()},
                               "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 6)})
             if extra_rows is not None and hasattr(objective, "log_rows"):
                 extra_rows.extend(objective.log_rows(step, epoch))
@@ -234,8 +263,13 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
         raise TrainingError("the train split is empty: nothing to train on")
     if len(val_set) == 0:
         raise TrainingError("the validation split is empty: no way to pick a checkpoint")
+    if cfg.processes != distributed.world():
+        raise ConfigError("train.processes", f"is {cfg.processes}, but training runs in {distributed.world()} "
+                          "process(es): start it through shrink.distributed.launch")
     device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
+    main = distributed.is_main()
+    # each process its own dropout masks; with one process rank 0 keeps the seed as it was
+    seed_everything(cfg.seed + distributed.rank())
     objective.to(device)
     pad = Padder(tokenizer)
     lengths = list(train_set["length"])
@@ -251,26 +285,34 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
     ckpts = Checkpoints(ckpt_dir, fingerprint(cfg, model_cfg, train_set))
 
     start_epoch, step, best_f1, step_rows, epoch_rows, extra_rows = 1, 0, -1.0, [], [], []
-    last = ckpts.latest()
+    # rank 0 looks (and discards stale checkpoints), so no process reads a folder another is deleting
+    last = distributed.broadcast(ckpts.latest() if main else None)
     if last is not None:
-        state = torch.load(last / "state.pt", weights_only=False)
+        state = torch.load(last / "state.pt", map_location="cpu", weights_only=False)
         objective.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        set_rng_state(state["rng"])
+        set_rng_state(state["rank_rng"][distributed.rank()] if "rank_rng" in state else state["rng"])
         meta = json.loads((last / "state.json").read_text())
         start_epoch, step, best_f1 = meta["epoch"] + 1, meta["step"], meta["best_f1"]
         step_rows, epoch_rows, extra_rows = meta["step_rows"], meta["epoch_rows"], meta.get("extra_rows", [])
-        print(f"resuming from {last} (epoch {meta['epoch']} of {cfg.epochs} done)", flush=True)
+        if main:
+            print(f"resuming from {last} (epoch {meta['epoch']} of {cfg.epochs} done)", flush=True)
+    net = distributed.wrap(objective)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         batches = plan[epoch]
         t0 = time.perf_counter()
         tokens, loss_sum, step = train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, device,
-                                             epoch, step, step_rows, progress, extra_rows)
+                                             epoch, step, step_rows, progress and main, extra_rows, net)
         seconds = time.perf_counter() - t0
-        val = evaluate_split(model, val_set, tokenizer, labels, batch_size=cfg.eval_batch_size,
-                             device=device, precision=cfg.precision)
+        tokens, rank_rng = distributed.total(tokens), distributed.gather(rng_state())
+        if not main:
+            distributed.barrier()  # rank 0 validates and writes the checkpoint
+            continue
+        with distributed.all_threads():
+            val = evaluate_split(model, val_set, tokenizer, labels, batch_size=cfg.eval_batch_size,
+                                 device=device, precision=cfg.precision)
         epoch_rows.append({"epoch": epoch, "step": step, "train_loss": round(loss_sum / len(batches), 6),
                            "val_f1": val["f1"], "val_precision": val["precision"], "val_recall": val["recall"],
                            "train_seconds": round(seconds, 3), "train_tokens_per_s": round(tokens / seconds, 1)})
@@ -281,13 +323,16 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
             ckpts.save_best(lambda folder: save(model, folder))
         ckpts.save(epoch, objective, optimizer, scheduler,
                    {"step": step, "best_f1": best_f1, "step_rows": step_rows, "epoch_rows": epoch_rows,
-                    "extra_rows": extra_rows})
+                    "extra_rows": extra_rows}, rank_rng)
+        distributed.barrier()
 
-    best = Path(ckpt_dir) / "best"
-    with atomic_dir(out_dir) as tmp:
-        shutil.copytree(best, tmp, dirs_exist_ok=True)
-    write_csv(steps_csv, step_rows)
-    write_csv(epochs_csv, epoch_rows)
-    if extra_csv:
-        write_csv(extra_csv, extra_rows)
-    return epoch_rows
+    if main:
+        best = Path(ckpt_dir) / "best"
+        with atomic_dir(out_dir) as tmp:
+            shutil.copytree(best, tmp, dirs_exist_ok=True)
+        write_csv(steps_csv, step_rows)
+        write_csv(epochs_csv, epoch_rows)
+        if extra_csv:
+            write_csv(extra_csv, extra_rows)
+    distributed.barrier()  # the outputs exist once any process returns
+    return distributed.broadcast(epoch_rows)

@@ -7,4 +7,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
 from shrink import steps  # noqa: E402
 
-steps.run(steps.train, snakemake)  # noqa: F821
+# With train.processes > 1 the step spawns worker processes, which import this file again as
+# __mp_main__: only the process Snakemake started runs the step.
+if __name__ == "__main__":
+    steps.run(steps.train, snakemake)  # noqa: F821

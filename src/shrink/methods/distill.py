@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import global_mean
 from ..errors import ConfigError
 from ..models import count_parameters
 from .factorize import factorize_embeddings
@@ -26,6 +27,8 @@ def kd_loss(student_logits, teacher_logits, labels, mask, alpha=0.5, temperature
     # batchmean over the flattened real tokens: the mean KL per token
     soft = _kl(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)) * temperature**2
     hard = F.cross_entropy(student_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+    # each term a mean over its own tokens, of the whole batch when processes hold shards of it
+    soft, hard = global_mean(soft, mask.sum()), global_mean(hard, (labels != -100).sum())
     return alpha * hard + (1 - alpha) * soft, {"ce": hard.detach(), "kd": soft.detach()}
 
 
@@ -130,6 +133,7 @@ class IntermediateDistillation(Distillation):
         mask = batch["attention_mask"].bool()
         hidden = sum(F.mse_loss(proj(out.hidden_states[s])[mask].float(), ref.hidden_states[t][mask].float())
                      for proj, (s, t) in zip(self.project, enumerate(self.layer_map)))
+        hidden = global_mean(hidden, mask.sum())  # every layer's mean runs over the same real tokens
         parts["hidden"] = hidden.detach()
         loss = loss + self.hidden_weight * hidden
         if want_att:
@@ -137,6 +141,7 @@ class IntermediateDistillation(Distillation):
             att = sum(F.mse_loss(out.attentions[s - 1].float().masked_select(pair),
                                  ref.attentions[t - 1].float().masked_select(pair))
                       for s, t in enumerate(self.layer_map) if s > 0)
+            att = global_mean(att, pair.sum())
             parts["attention"] = att.detach()
             loss = loss + self.attention_weight * att
         return loss, parts

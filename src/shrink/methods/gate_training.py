@@ -12,6 +12,7 @@ import copy
 import torch
 from torch import nn
 
+from ..distributed import global_mean
 from ..variants import record_op
 from .distill import TeacherLogits, kd_loss
 from .gates import HardConcreteGates
@@ -41,7 +42,7 @@ class HeadGateObjective(nn.Module):
 
     def forward(self, batch, indices):
         if self.cache is None:
-            task, parts = self.model(**batch).loss, {}
+            task, parts = global_mean(self.model(**batch).loss, (batch["labels"] != -100).sum()), {}
         else:
             logits = self.model(**{k: v for k, v in batch.items() if k != "labels"}).logits
             teacher = self.cache.batch(indices, logits.shape[1]).to(logits.device)
@@ -71,7 +72,6 @@ class HeadGateObjective(nn.Module):
 
 
 def train_head_gates(ctx):
-    from ..atomic import write_json
     from ..models import count_parameters
 
     s = ctx.settings
@@ -88,6 +88,5 @@ def train_head_gates(ctx):
     total = objective.gates.log_alpha.numel()
     kept = sum(map(len, keep.values()))
     print(f"heads kept: {kept} of {total}: {keep}", flush=True)
-    write_json(ctx.out["report"], {"method": ctx.method, "params": ctx.params, "heads_total": total,
-                                   "heads_kept": kept, "keep": keep, "epochs": rows,
-                                   "params_pruned": count_parameters(objective.export(model))["total"]})
+    ctx.write_report({"heads_total": total, "heads_kept": kept, "keep": keep, "epochs": rows,
+                      "params_pruned": count_parameters(objective.export(model))["total"]})
