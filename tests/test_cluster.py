@@ -9,7 +9,6 @@ checkpoint; and the results equal a local run's.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -163,4 +162,3 @@ def test_results_equal_a_local_run(cluster_run, local_run):
     """Same seed, same CPU: the interrupted cluster run ends with the local run's scores and gates."""
     workdir = cluster_run[0]
     assert _scores(workdir) == _scores(local_run)
-    shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
