@@ -53,6 +53,11 @@ def summary_frame(metric_paths, prune_reports):
     return df.sort_values(["_o", "lambda"], ascending=[True, False]).drop(columns="_o").reset_index(drop=True)
 
 
+def greedy_bleu_columns(df):
+    """(column, test set) of every greedy BLEU column: the test split's, then each extra test set's."""
+    return [(c, c.removeprefix("bleu_greedy").lstrip("_") or "test") for c in df if c.startswith("bleu_greedy")]
+
+
 def within(df, tolerance=1.0, column="bleu_greedy"):
     """Among pruned models whose BLEU is within `tolerance` of the teacher's, the one with the most
     heads removed; None if none qualifies."""
@@ -72,9 +77,8 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
              "the encoder alone per test sentence (batches of the evaluation batch size, best of 3).", "",
              df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt="g", missingval=""), ""]
     if (df["model"] == TEACHER).any():
-        for column in [c for c in df if c.startswith("bleu_greedy")]:
+        for column, test_set in greedy_bleu_columns(df):
             best = within(df, column=column)
-            test_set = column.removeprefix("bleu_greedy").lstrip("_") or "the test split"
             if best is not None:
                 lines.append(f"Most heads removed within 1.0 BLEU (greedy, {test_set}) of the teacher: "
                              f"**{best['model']}** (lambda {best['lambda']}), {best['encoder_heads']} encoder heads "
@@ -153,8 +157,7 @@ def plot_heads_bleu(metric_paths, prune_reports, out):
     pruned, t = df[df["lambda"].notna()], df[df["model"] == TEACHER].iloc[0]
     base = df[df["model"] == BASELINE]
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, column in enumerate(c for c in df if c.startswith("bleu_greedy")):
-        name = column.removeprefix("bleu_greedy").lstrip("_") or "test"
+    for i, (column, name) in enumerate(greedy_bleu_columns(df)):
         color = f"C{i}"
         ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, label=f"pruned, {name}")
         for _, r in pruned.iterrows():

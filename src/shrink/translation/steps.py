@@ -68,13 +68,13 @@ def fetch_hub(hub, src, tgt):
 def read_raw_splits(prefixes, data, holdout=None, seed=0):
     """{split: pairs} from the raw files; with `holdout`, a test set `test_<name>` drawn from one
     training corpus (which then keeps the rest)."""
-    from .corpus import hold_out, read_pairs
+    from .corpus import hold_out, read_split
 
-    read = lambda prefix: read_pairs(prefix, data["src"], data["tgt"], data["encoding"])  # noqa: E731
-    splits = {s: [pair for prefix in prefixes[s] for pair in read(prefix)] for s in SPLITS if s != "train"}
+    lang = (data["src"], data["tgt"], data["encoding"])
+    splits = {s: read_split(prefixes[s], *lang) for s in SPLITS if s != "train"}
     train = []
     for prefix in prefixes["train"]:
-        pairs = read(prefix)
+        pairs = read_split([prefix], *lang)
         if holdout and str(prefix) == str(holdout["prefix"]):
             splits[f"test_{holdout['name']}"], pairs = hold_out(pairs, holdout["size"], seed)
         train += pairs
