@@ -1,6 +1,8 @@
 # shrink: train a transformer teacher, derive compressed variants, compare them.
 # Run:     snakemake --cores all          (config.yaml; CONLL2003_DIR for a local CoNLL-2003)
 #          snakemake --cores all --configfile config/translation.yaml   (EN_RU_DIR: the en-ru corpus)
+#          snakemake --cores all --configfile config/lm.yaml   (POLISH_LM_DIR, ARC_EASY_DIR)
+#          snakemake --cores all --configfile config/definition_match.yaml   (WIC_TSV_DIR)
 # Report:  snakemake --report results/report.html
 # Rules live in rules/*.smk; this file only wires them together.
 configfile: f"{workflow.basedir}/config.yaml"
@@ -25,6 +27,23 @@ if config["task"] == "translation":
     rule all:
         input:
             translation_targets(),
+
+elif config["task"] == "lm":
+
+    include: "rules/lm_common.smk"
+    include: "rules/lm.smk"
+
+    rule all:
+        input:
+            lm_targets(),
+
+elif config["task"] == "definition_match":
+
+    include: "rules/definition_match.smk"
+
+    rule all:
+        input:
+            dm_targets(),
 
 else:
 

@@ -14,9 +14,10 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
-if config["task"] == "translation" and "translation" not in config:
-    raise WorkflowError("config key 'task' is translation but there is no 'translation' section "
-                        "(use --configfile config/translation.yaml)")
+for _task in ("translation", "lm", "definition_match"):
+    if config["task"] == _task and _task not in config:
+        raise WorkflowError(f"config key 'task' is {_task} but there is no '{_task}' section "
+                            f"(use --configfile config/{_task}.yaml)")
 
 SPLITS = ["train", "validation", "test"]
 # Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.

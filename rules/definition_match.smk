@@ -1,0 +1,2 @@
+def dm_targets():
+    return []

@@ -1,0 +1,2 @@
+"""Language-model family (config `task: lm`): cleaning, tokenizers, four architectures with one
+training loop, perplexity and speed metrics, long-sequence sorting and ARC-Easy."""
