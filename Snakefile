@@ -39,6 +39,7 @@ elif config["task"] == "lm":
 
 elif config["task"] == "definition_match":
 
+    include: "rules/definition_match_common.smk"
     include: "rules/definition_match.smk"
 
     rule all:

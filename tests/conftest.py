@@ -11,6 +11,8 @@ TEST_CONFIG = REPO / ".test" / "config.yaml"
 
 
 TRANSLATION_CONFIG = REPO / ".test" / "translation.yaml"
+LM_CONFIG = REPO / ".test" / "lm.yaml"
+DM_CONFIG = REPO / ".test" / "definition_match.yaml"
 WORKFLOW_FILES = ("Snakefile", "config.yaml", "config", "rules", "workflow", "schemas", "report", "envs", "src/shrink")
 
 

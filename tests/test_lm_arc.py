@@ -1,6 +1,7 @@
 """ARC-Easy multiple choice: loader, option scoring, accuracy intervals and fine-tuning (stub models)."""
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from shrink.errors import ConfigError, DataError
 from shrink.lm.arc import (MCSettings, accuracy_with_ci, choose, evaluate_mc, finetune_mc, format_option,
                            format_prompt, load_arc, option_logprobs)
 
-ARC_DIR = Path("/work/shared/data/arc_easy")
+ARC_DIR = Path(os.environ.get("ARC_EASY_DIR", Path(__file__).resolve().parents[2] / "shared/data/arc_easy"))
 
 
 class TinyGRU(nn.Module):

@@ -1,6 +1,7 @@
 """Cleaning filters of the language-model text: each filter on crafted rows, with exact counts."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -8,7 +9,7 @@ import pytest
 from shrink.errors import ConfigError, DataError
 from shrink.lm.clean import ORDER, clean_documents, read_documents, resolve_settings, split_by_document
 
-BOOKS = Path(__file__).resolve().parents[2] / "shared" / "data" / "polish_lm"
+BOOKS = Path(os.environ.get("POLISH_LM_DIR", Path(__file__).resolve().parents[2] / "shared/data/polish_lm"))
 
 STORY = ("Rozdział pierwszy\r\n\r\nW Tyńcu, w gospodzie „Pod Lutym Turem”, siedziało kilku ludzi, "
          "słuchając opowiadania wojaka bywalca.\r\n\r\n— Żyje — odpowiadał Soroka.\r\n")

@@ -6,17 +6,17 @@ from torch import nn
 
 from shrink.errors import ConfigError, ShrinkError
 from shrink.lm import sorting
+from shrink.lm.models.common import CausalLM
 from shrink.lm.sorting import (IGNORE, SortSettings, evaluate_sorter, eval_inputs, make_batch, pad_id, score,
                                sep_id, train_sorter)
 
 
-class TinyGRU(nn.Module):
+class TinyGRU(CausalLM):
     """A causal stub LM with the project's interface: forward(idx) -> (B, T, V) logits, block_size."""
 
     def __init__(self, vocab_size, block_size, hidden=48, seed=0):
-        super().__init__()
+        super().__init__(vocab_size, block_size)
         torch.manual_seed(seed)
-        self.vocab_size, self.block_size = vocab_size, block_size
         self.emb = nn.Embedding(vocab_size, hidden)
         self.rnn = nn.GRU(hidden, hidden, batch_first=True)
         self.head = nn.Linear(hidden, vocab_size)
@@ -26,12 +26,12 @@ class TinyGRU(nn.Module):
         return self.head(self.rnn(self.emb(idx))[0])
 
 
-class Oracle(nn.Module):
+class Oracle(CausalLM):
     """Puts all probability on the right sorted token after SEP (it reads only earlier tokens: causal)."""
 
     def __init__(self, max_value, block_size):
-        super().__init__()
-        self.max_value, self.block_size, self.vocab_size = max_value, block_size, sorting.vocab_size(max_value)
+        super().__init__(sorting.vocab_size(max_value), block_size)
+        self.max_value = max_value
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, idx):
@@ -44,10 +44,10 @@ class Oracle(nn.Module):
         return logits
 
 
-class Constant(nn.Module):
+class Constant(CausalLM):
     def __init__(self, token, max_value, block_size):
-        super().__init__()
-        self.token, self.block_size, self.vocab_size = token, block_size, sorting.vocab_size(max_value)
+        super().__init__(sorting.vocab_size(max_value), block_size)
+        self.token = token
         self.dummy = nn.Parameter(torch.zeros(1))
 
     def forward(self, idx):

@@ -118,7 +118,9 @@ def train_sorter(model, settings, log_fn=None, progress=True):
     rows, start = [], time.perf_counter()
     bar = tqdm(range(1, cfg.steps + 1), desc="sorting", disable=not progress, mininterval=2)
     for step in bar:
-        idx, targets = make_batch(cfg.train_lengths, cfg.batch_size, cfg.max_value, generator)
+        # one length per batch: no batch pays for padding its short rows to its longest one
+        n = cfg.train_lengths[torch.randint(len(cfg.train_lengths), (1,), generator=generator).item()]
+        idx, targets = make_batch([n], cfg.batch_size, cfg.max_value, generator)
         idx, targets = idx.to(device), targets.to(device)
         logits = model(idx)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
@@ -162,13 +164,12 @@ def score(predicted, expected):
 
 @torch.no_grad()
 def greedy_sort(model, x, max_value):
-    """The model's greedy output (B, N) after reading x (B, N) and SEP; full recompute each step."""
+    """The model's greedy output (B, N) after reading x (B, N) and SEP, through the model's own
+    `generate` (temperature 0: argmax), so a recurrent model carries its state instead of recomputing."""
     n = x.size(1)
     seq = torch.cat([x, torch.full((x.size(0), 1), sep_id(max_value), dtype=torch.long, device=x.device)], 1)
-    for _ in range(n):
-        logits = model(seq[:, -model.block_size:])[:, -1]
-        seq = torch.cat([seq, logits.argmax(-1, keepdim=True)], 1)
-    return seq[:, n + 1:]
+    with torch.no_grad():
+        return model.generate(seq, n, temperature=0)[:, n + 1:]
 
 
 def eval_inputs(length, n, max_value, seed):

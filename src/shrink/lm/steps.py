@@ -6,7 +6,7 @@ Heavy libraries are imported inside each step, so the table and plot rules start
 import json
 from pathlib import Path
 
-from ..atomic import atomic_dir, atomic_path, read_json, write_json, write_text
+from ..atomic import atomic_dir, atomic_path, read_json, write_json
 
 
 def _threads(smk):
@@ -135,7 +135,8 @@ def train(smk):
 
     from .data import load_tokens
     from .models import build, count_params, fit_width
-    from .train import LMTrainConfig, train_lm, write_csv
+    from ..train import write_csv
+    from .train import LMTrainConfig, train_lm
 
     _threads(smk)
     arch, tok = smk.wildcards.arch, smk.wildcards.tok
@@ -192,7 +193,7 @@ def sorting(smk):
 
     from .models import build, count_params, fit_width
     from .sorting import evaluate_sorter, train_sorter
-    from .train import write_csv
+    from ..train import write_csv
 
     _threads(smk)
     s, arch = smk.params.sorting, smk.wildcards.arch
@@ -224,7 +225,7 @@ def arc(smk):
     import torch
 
     from .arc import accuracy_with_ci, choose, finetune_mc, option_logprobs
-    from .train import write_csv
+    from ..train import write_csv
 
     _threads(smk)
     a = smk.params.arc
@@ -244,7 +245,7 @@ def arc(smk):
         return out
 
     result = {"arch": smk.wildcards.arch, "items": {k: len(v) for k, v in splits.items()},
-              "zero_shot": {s: score(splits[s]) for s in ("validation", "test")}}
+              "zero_shot": {"test": score(splits["test"])}}
     torch.manual_seed(smk.params.seed)
     rows, best_val = finetune_mc(model, tok.encode, splits["train"], splits["validation"],
                                  {**a["finetune"], "seed": smk.params.seed})  # keeps the best-validation weights

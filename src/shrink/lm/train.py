@@ -5,7 +5,6 @@ architecture comparison differs only in the model. Evaluation time is kept out o
 columns, and a checkpoint every `checkpoint_every` steps lets a killed job resume where it stopped.
 """
 
-import csv
 import math
 import resource
 import time
@@ -152,11 +151,3 @@ def train_lm(model, train_tokens, val_tokens, cfg, seed, checkpoint, desc="train
         "train_config": asdict(cfg),
     }, step_rows, eval_rows
 
-
-def write_csv(path, rows):
-    if not rows:
-        return
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
