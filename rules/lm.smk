@@ -181,11 +181,11 @@ rule lm_sorting:
         seed=config["seed"],
     log:
         f"{LM_OUT}/logs/sorting_{{arch}}.log",
-    threads: res("train", "threads")
+    threads: res("lm_tasks", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        resource_group="lm_tasks",
+        mem_mb=res("lm_tasks", "mem_mb"),
+        runtime=res("lm_tasks", "runtime"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
@@ -208,11 +208,11 @@ rule lm_arc:
         seed=config["seed"],
     log:
         f"{LM_OUT}/logs/arc_{{arch}}.log",
-    threads: res("train", "threads")
+    threads: res("lm_tasks", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        resource_group="lm_tasks",
+        mem_mb=res("lm_tasks", "mem_mb"),
+        runtime=res("lm_tasks", "runtime"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"

@@ -118,9 +118,7 @@ def train_sorter(model, settings, log_fn=None, progress=True):
     rows, start = [], time.perf_counter()
     bar = tqdm(range(1, cfg.steps + 1), desc="sorting", disable=not progress, mininterval=2)
     for step in bar:
-        # one length per batch: no batch pays for padding its short rows to its longest one
-        n = cfg.train_lengths[torch.randint(len(cfg.train_lengths), (1,), generator=generator).item()]
-        idx, targets = make_batch([n], cfg.batch_size, cfg.max_value, generator)
+        idx, targets = make_batch(cfg.train_lengths, cfg.batch_size, cfg.max_value, generator)
         idx, targets = idx.to(device), targets.to(device)
         logits = model(idx)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE)
