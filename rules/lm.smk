@@ -181,11 +181,11 @@ rule lm_sorting:
         seed=config["seed"],
     log:
         f"{LM_OUT}/logs/sorting_{{arch}}.log",
-    threads: res("lm_tasks", "threads")
+    threads: res("train", "threads")
     resources:
-        resource_group="lm_tasks",
-        mem_mb=res("lm_tasks", "mem_mb"),
-        runtime=res("lm_tasks", "runtime"),
+        resource_group="train",
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
@@ -208,11 +208,11 @@ rule lm_arc:
         seed=config["seed"],
     log:
         f"{LM_OUT}/logs/arc_{{arch}}.log",
-    threads: res("lm_tasks", "threads")
+    threads: res("train", "threads")
     resources:
-        resource_group="lm_tasks",
-        mem_mb=res("lm_tasks", "mem_mb"),
-        runtime=res("lm_tasks", "runtime"),
+        resource_group="train",
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
