@@ -8,29 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from shrink.errors import ConfigError, DataError
 from shrink.lm.arc import (MCSettings, accuracy_with_ci, choose, evaluate_mc, finetune_mc, format_option,
                            format_prompt, load_arc, option_logprobs)
+from test_lm_sorting import TinyGRU
 
 ARC_DIR = Path(os.environ.get("ARC_EASY_DIR", Path(__file__).resolve().parents[2] / "shared/data/arc_easy"))
-
-
-class TinyGRU(nn.Module):
-    """A causal stub LM with the project's interface: forward(idx) -> (B, T, V) logits, block_size."""
-
-    def __init__(self, vocab_size, block_size, hidden=32, seed=0):
-        super().__init__()
-        torch.manual_seed(seed)
-        self.vocab_size, self.block_size = vocab_size, block_size
-        self.emb = nn.Embedding(vocab_size, hidden)
-        self.rnn = nn.GRU(hidden, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, vocab_size)
-
-    def forward(self, idx):
-        assert idx.size(1) <= self.block_size
-        return self.head(self.rnn(self.emb(idx))[0])
 
 
 def char_encode(text):

@@ -36,6 +36,13 @@ def reject_unknown_keys(settings, dataclass_type, prefix):
         raise ConfigError(f"{prefix}.{unknown[0]}", f"unknown key (known: {', '.join(known)})")
 
 
+def require_at_least_one(settings, keys, prefix):
+    """ConfigError naming `prefix.key` for the first of `keys` whose value on `settings` is below 1."""
+    for key in keys:
+        if getattr(settings, key) < 1:
+            raise ConfigError(f"{prefix}.{key}", f"must be at least 1, got {getattr(settings, key)}")
+
+
 class StorageError(ShrinkError):
     """The results could not be written: disk full, read-only filesystem or no permission."""
 

@@ -59,7 +59,8 @@ def features(smk):
     f = smk.params.features
     out = {"layers": smk.wildcards.layers, "encoder": name, "splits": {}}
     for split, items in splits.items():
-        feats = encode(items, model, tokenizer, smk.wildcards.layers, f.get("batch_size", 32), f.get("prefix_target", False))
+        feats = encode(items, model, tokenizer, smk.wildcards.layers, f.get("batch_size", 32),
+                       f.get("prefix_target", False))
         out["splits"][split] = {**feats, "labels": torch.tensor([it["label"] for it in items]),
                                 "targets": [it["target"].lower() for it in items]}
         print(f"{split}: {len(items)} items, features {tuple(feats['word'].shape)}")
@@ -103,7 +104,8 @@ def train(smk):
     for fraction in smk.params.fractions:
         n = max(2, int(round(fraction * len(tr["labels"]))))
         h, r = fit(n)
-        curve.append({"fraction": fraction, "train_items": n, "validation_accuracy": evaluate(h, va, va["labels"])["accuracy"],
+        curve.append({"fraction": fraction, "train_items": n,
+                      "validation_accuracy": evaluate(h, va, va["labels"])["accuracy"],
                       "test_accuracy": evaluate(h, te, te["labels"])["accuracy"]})
     result["size_curve"] = curve
     write_csv(smk.output.curve, rows)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError, ShrinkError, TrainingError, reject_unknown_keys
+from ..errors import ConfigError, DataError, ShrinkError, TrainingError, reject_unknown_keys, require_at_least_one
 
 Z95 = 1.959963984540054
 
@@ -187,9 +187,7 @@ class MCSettings:
     def from_dict(cls, d, prefix="lm.arc"):
         reject_unknown_keys(d, cls, prefix)
         cfg = cls(**d)
-        for key in ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"{prefix}.{key}", f"must be at least 1, got {getattr(cfg, key)}")
+        require_at_least_one(cfg, ("steps", "batch_size", "eval_every", "eval_batch_size", "log_every"), prefix)
         if not 0 < cfg.lr < 1:
             raise ConfigError(f"{prefix}.lr", f"{cfg.lr} is not a usable learning rate")
         return cfg

@@ -27,7 +27,8 @@ ARCH_COLUMNS = ["arch", "params", "width", "tokens", "final_train_loss", "val_lo
 def architecture_frame(metrics, main):
     rows = [m for m in metrics if m["tokenizer"] == main]
     if len({m["tokens"] for m in rows}) > 1:  # the comparison is only fair on the same tokens
-        raise ShrinkError(f"architectures trained on different token counts: {[(m['arch'], m['tokens']) for m in rows]}")
+        counts = [(m["arch"], m["tokens"]) for m in rows]
+        raise ShrinkError(f"architectures trained on different token counts: {counts}")
     df = pd.DataFrame(rows)
     df["train_minutes"] = df["train_seconds"] / 60
     return df[ARCH_COLUMNS]
@@ -111,7 +112,8 @@ def write_plots(smk):
     main, runs = smk.params.main, [tuple(r) for r in smk.params.runs]
     evals = {r: pd.read_csv(p) for r, p in zip(runs, smk.input.evals)}
     steps = {r: pd.read_csv(p) for r, p in zip(runs, smk.input.steps)}
-    for x, name, label in (("step", "loss_vs_steps", "optimizer step"), ("elapsed_s", "loss_vs_time", "training seconds")):
+    axes = (("step", "loss_vs_steps", "optimizer step"), ("elapsed_s", "loss_vs_time", "training seconds"))
+    for x, name, label in axes:
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
         for (tok, arch), df in evals.items():
             if tok != main:
@@ -159,7 +161,8 @@ def write_plots(smk):
             longest = max(r["by_length"], key=lambda row: row["length"])
             curve = longest["per_position_curve"]
             ax.plot(range(1, len(curve) + 1), curve, label=r["arch"])
-        ax.set(xlabel="output position", ylabel="accuracy", title=f"Sorting N={longest['length']}: accuracy by position")
+        ax.set(xlabel="output position", ylabel="accuracy",
+               title=f"Sorting N={longest['length']}: accuracy by position")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         _save(fig, smk.output.sorting_by_position)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ConfigError, ShrinkError, TrainingError, reject_unknown_keys
+from ..errors import ConfigError, ShrinkError, TrainingError, reject_unknown_keys, require_at_least_one
 
 IGNORE = -100
 
@@ -50,9 +50,7 @@ class SortSettings:
     def from_dict(cls, d, prefix="lm.sorting"):
         reject_unknown_keys(d, cls, prefix)
         cfg = cls(**d)
-        for key in ("max_value", "steps", "batch_size", "log_every"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"{prefix}.{key}", f"must be at least 1, got {getattr(cfg, key)}")
+        require_at_least_one(cfg, ("max_value", "steps", "batch_size", "log_every"), prefix)
         if not cfg.train_lengths or any(int(n) < 1 for n in cfg.train_lengths):
             raise ConfigError(f"{prefix}.train_lengths", f"must be a non-empty list of positive lengths, "
                               f"got {cfg.train_lengths!r}")

@@ -184,7 +184,8 @@ def evaluate(smk):
         **speed,
     }
     write_json(smk.output.metrics, metrics)
-    write_json(smk.output.samples, [{"prompt": p, "continuation": tok.decode(o)} for p, o in zip(g["prompts"], outputs)])
+    samples = [{"prompt": p, "continuation": tok.decode(o)} for p, o in zip(g["prompts"], outputs)]
+    write_json(smk.output.samples, samples)
     print(json.dumps(metrics, indent=1))
 
 

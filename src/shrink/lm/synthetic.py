@@ -28,7 +28,8 @@ def paragraph(rng, n_sentences=4):
 
 
 def book_text(rng, title, paragraphs):
-    header = f"Autor Syntetyczny\r\n\r\n{title}\r\n\r\nISBN 978-83-288-{rng.randint(1000, 9999)}-{rng.randint(0, 9)}\r\n\r\n\r\n\r\n"
+    isbn = f"ISBN 978-83-288-{rng.randint(1000, 9999)}-{rng.randint(0, 9)}"
+    header = f"Autor Syntetyczny\r\n\r\n{title}\r\n\r\n{isbn}\r\n\r\n\r\n\r\n"
     body = "\r\n\r\n".join(paragraph(rng) for _ in range(paragraphs))
     return header + "Rozdział pierwszy\r\n\r\n" + body + "\r\n\r\n\r\n\r\n" + FOOTER
 

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..atomic import atomic_path
-from ..errors import ConfigError, TrainingError, reject_unknown_keys
+from ..errors import ConfigError, TrainingError, reject_unknown_keys, require_at_least_one
 from .data import BlockSampler, fixed_batches
 
 
@@ -40,9 +40,8 @@ class LMTrainConfig:
     def from_dict(cls, d, prefix="lm.train"):
         reject_unknown_keys(d, cls, prefix)
         cfg = cls(**d)
-        for key in ("steps", "batch_size", "block_size", "eval_every", "eval_batches", "checkpoint_every"):
-            if getattr(cfg, key) < 1:
-                raise ConfigError(f"{prefix}.{key}", f"must be at least 1, got {getattr(cfg, key)}")
+        positive = ("steps", "batch_size", "block_size", "eval_every", "eval_batches", "checkpoint_every")
+        require_at_least_one(cfg, positive, prefix)
         if cfg.device not in ("cpu", "cuda"):
             raise ConfigError(f"{prefix}.device", f"{cfg.device!r} is not cpu or cuda")
         if not 0 < cfg.lr < 1:
