@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 from shrink.errors import ConfigError, DataError
 from shrink.lm.arc import (MCSettings, accuracy_with_ci, choose, evaluate_mc, finetune_mc, format_option,
-                           format_prompt, load_arc, option_logprobs)
+                           format_prompt, length_baselines, load_arc, option_logprobs,
+                           sample_items)
 from test_lm_sorting import TinyGRU
 
 ARC_DIR = Path(os.environ.get("ARC_EASY_DIR", Path(__file__).resolve().parents[2] / "shared/data/arc_easy"))
@@ -152,6 +153,23 @@ def test_finetune_that_only_hurts_leaves_the_model_unchanged():
     vals = [r["val_accuracy"] for r in rows if r["val_accuracy"] is not None]
     assert max(vals[1:]) < vals[0] == best
     assert all(torch.equal(v, initial[k]) for k, v in model.state_dict().items())
+
+
+def test_length_baselines_pick_by_characters():
+    items = [dict(choices=["a", "bbb", "cc"], answer=0), dict(choices=["aaaa", "b", "cc"], answer=0),
+             dict(choices=["xx", "y", "zzz", "w", "vvvvv"], answer=4)]  # a 5-choice item; "y" wins the tie
+    out = length_baselines(items)
+    assert out["shortest"]["accuracy"] == pytest.approx(1 / 3) and out["longest"]["accuracy"] == pytest.approx(2 / 3)
+    assert out["shortest"]["chance"] == pytest.approx((1 / 3 + 1 / 3 + 1 / 5) / 3)
+
+
+def test_sample_items_is_seeded_ordered_and_never_pads():
+    items = [dict(id=str(i)) for i in range(50)]
+    a, b, c = sample_items(items, 10, 0), sample_items(items, 10, 0), sample_items(items, 10, 1)
+    assert a == b and a != c and len(a) == 10 and len({it["id"] for it in a}) == 10
+    ids = [int(it["id"]) for it in a]
+    assert ids == sorted(ids) and ids != list(range(10))  # original order kept, not simply the first 10
+    assert sample_items(items, 80, 0) == items
 
 
 def test_mc_settings_reject_unknown_keys():

@@ -67,7 +67,8 @@ def test_tokenizer_table_and_other_tasks(finished_run):
     assert set(sorting["arch"]) == set(ARCHS) and set(sorting["length"]) == {4, 8}
     assert sorting["per_position_accuracy"].between(0, 1).all()
     arc = pd.read_csv(res / "tables" / "arc.csv")
-    assert set(arc["mode"]) == {"zero-shot", "fine-tuned"}
+    assert set(arc["mode"]) == {"zero-shot", "fine-tuned", "baseline"}
+    assert set(arc.loc[arc["mode"] == "baseline", "arch"]) == {"(shortest option)", "(longest option)"}
     # 3-, 4- and 5-choice items: chance is their mean 1/k, not 0.25
     assert 0.25 < arc["chance"].iloc[0] < 0.34
     assert ((arc["ci_low"] <= arc["accuracy"]) & (arc["accuracy"] <= arc["ci_high"])).all()

@@ -10,6 +10,7 @@ actually scored (a few ARC items have 3 or 5 choices, so chance is not exactly 1
 import copy
 import json
 import math
+import random
 import time
 from dataclasses import dataclass
 
@@ -54,6 +55,14 @@ def load_arc(path):
         items.append(dict(id=rec.get("id", str(i)), question=str(question).strip(),
                           choices=[str(t).strip() for t in texts], answer=labels.index(key)))
     return items
+
+
+def sample_items(items, k, seed):
+    """A seeded random subset of at most k items, in their original order (all items when k >= len)."""
+    if k >= len(items):
+        return list(items)
+    keep = sorted(random.Random(seed).sample(range(len(items)), k))
+    return [items[i] for i in keep]
 
 
 def format_prompt(item):
@@ -160,6 +169,18 @@ def accuracy_with_ci(correct, n_choices):
     chance = sum(1 / k for k in n_choices) / n
     low, high = max(0.0, centre - half), min(1.0, centre + half)
     return dict(accuracy=p, n=n, ci_low=low, ci_high=high, chance=chance, above_chance=low > chance)
+
+
+def length_baselines(items):
+    """accuracy_with_ci of always picking the shortest and the longest option (in characters, first on
+    ties): what option length alone scores, against which a summed log-likelihood (which favours short
+    options) has to be read."""
+    n_choices = [len(it["choices"]) for it in items]
+    out = {}
+    for name, pick in (("shortest", min), ("longest", max)):
+        picked = [pick(range(len(it["choices"])), key=lambda j, it=it: len(it["choices"][j])) for it in items]
+        out[name] = accuracy_with_ci([p == it["answer"] for p, it in zip(picked, items)], n_choices)
+    return out
 
 
 def evaluate_mc(model, encode, items, batch_size=32, normalise=True):

@@ -66,6 +66,9 @@ def arc_frame(results):
                 rows.append({"arch": r["arch"], "mode": "zero-shot", "split": split, "score": norm, **s})
         for norm, s in r["finetuned"]["test"].items():
             rows.append({"arch": r["arch"], "mode": "fine-tuned", "split": "test", "score": norm, **s})
+    # the same questions for every architecture, so the length baselines are listed once
+    for name, s in results[0].get("baselines", {}).get("test", {}).items():
+        rows.append({"arch": f"({name} option)", "mode": "baseline", "split": "test", "score": "length", **s})
     return pd.DataFrame(rows)
 
 
