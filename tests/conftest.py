@@ -43,6 +43,13 @@ def snakemake(workdir, *args, config=None, timeout=900, env=None, snakefile=REPO
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
+def completed_run(workdir, **kwargs):
+    """snakemake() in `workdir`, failing the test with the end of stderr unless it succeeds; returns workdir."""
+    r = snakemake(workdir, **kwargs)
+    assert r.returncode == 0, r.stderr[-4000:]
+    return workdir
+
+
 def planned_resources(dry_run_output):
     """rule -> its first job's resources, from the output of `snakemake -n`."""
     out, rule = {}, None

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, TEST_CONFIG, TRANSLATION_CONFIG, snakemake
+from conftest import REPO, TEST_CONFIG, TRANSLATION_CONFIG, completed_run, snakemake
 from test_workflow import planned_jobs
 
 pytestmark = pytest.mark.slow
@@ -103,10 +103,7 @@ def cluster_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("local")
-    r = snakemake(workdir, configfiles=[TRANSLATION_CONFIG])
-    assert r.returncode == 0, r.stderr[-4000:]
-    return workdir
+    return completed_run(tmp_path_factory.mktemp("local"), configfiles=[TRANSLATION_CONFIG])
 
 
 def test_readme_shows_the_command_this_test_runs():

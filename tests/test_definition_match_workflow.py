@@ -3,14 +3,13 @@
 import pandas as pd
 import pytest
 
-from conftest import DM_CONFIG, snakemake
+from conftest import DM_CONFIG, completed_run
 
 pytestmark = pytest.mark.slow
 
 
 def test_definition_match_runs_end_to_end(tmp_path):
-    r = snakemake(tmp_path, configfiles=[DM_CONFIG])
-    assert r.returncode == 0, r.stderr[-4000:]
+    completed_run(tmp_path, configfiles=[DM_CONFIG])
     res = tmp_path / "results" / "definition_match"
     df = pd.read_csv(res / "tables" / "summary.csv")
     assert sorted(zip(df["layers"], df["head"])) == sorted(

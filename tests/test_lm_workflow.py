@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from conftest import LM_CONFIG, snakemake
+from conftest import LM_CONFIG, completed_run, snakemake
 from test_workflow import planned_jobs
 
 pytestmark = pytest.mark.slow
@@ -15,10 +15,7 @@ ARCHS = ["transformer", "gru", "bdh", "reflex"]
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("lm")
-    r = snakemake(workdir, configfiles=[LM_CONFIG])
-    assert r.returncode == 0, r.stderr[-4000:]
-    return workdir
+    return completed_run(tmp_path_factory.mktemp("lm"), configfiles=[LM_CONFIG])
 
 
 def test_architecture_table_is_fair_and_consistent(finished_run):

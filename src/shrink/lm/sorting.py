@@ -164,8 +164,7 @@ def greedy_sort(model, x, max_value):
     `generate` (temperature 0: argmax), so a recurrent model carries its state instead of recomputing."""
     n = x.size(1)
     seq = torch.cat([x, torch.full((x.size(0), 1), sep_id(max_value), dtype=torch.long, device=x.device)], 1)
-    with torch.no_grad():
-        return model.generate(seq, n, temperature=0)[:, n + 1:]
+    return model.generate(seq, n, temperature=0)[:, n + 1:]
 
 
 def eval_inputs(length, n, max_value, seed):
