@@ -7,6 +7,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from shrink.errors import ShrinkError
+from shrink.precision import check_config
 from shrink.recipes import METHODS, plan, recipe_string
 from shrink.sources import resolve_conll_dir
 
@@ -14,6 +15,10 @@ min_version("9.0")
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+try:  # fp16 on a CPU fails here; an explicit bf16 the CPU only emulates warns once, naming the key
+    check_config(config)
+except ShrinkError as e:
+    raise WorkflowError(str(e))
 for _task in ("translation", "lm", "definition_match"):
     if config["task"] == _task and _task not in config:
         raise WorkflowError(f"config key 'task' is {_task} but there is no '{_task}' section "

@@ -16,7 +16,7 @@ def test_minilm_subset_reaches_floor(run_workflow, tmp_path, conll_dir):
     cfg = {
         "data": {"source": "local", "conll_dir": str(conll_dir), "max_sentences": {"train": 2000}},
         "teacher": {"preset": "minilm"},
-        "train": {"epochs": 1, "lr": 2.0e-4, "batch_tokens": 320, "precision": "bf16"},
+        "train": {"epochs": 1, "lr": 2.0e-4, "batch_tokens": 320, "precision": "auto"},
         "evaluate": {"latency_sentences": 20, "throughput_batches": 5},
         "resources": {"train": {"threads": 2}, "evaluate": {"threads": 2}},
     }

@@ -17,15 +17,20 @@ from shrink.train import TrainConfig, train_token_classifier
 TINY = {"preset": "tiny", "architecture": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}}
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    folder = write_corpus(tmp_path_factory.mktemp("corpus"), {"train": 96, "validation": 24, "test": 8}, seed=3)
+def make_data(root):
+    """(tokenizer, labels, {train, validation} datasets) of a small synthetic corpus written under `root`."""
+    folder = write_corpus(root, {"train": 96, "validation": 24, "test": 8}, seed=3)
     tok = AutoTokenizer.from_pretrained(minilm_path())
     train = read_conll(folder / "train.txt").sentences
     labels = label_list(train)
     sets = {s: Dataset.from_dict(encode_split(read_conll(folder / f"{s}.txt").sentences, tok, labels, 64, False))
             for s in ("train", "validation")}
     return tok, labels, sets
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("corpus"))
 
 
 def run(data, tmp_path, name="run", **overrides):

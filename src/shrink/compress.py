@@ -4,8 +4,10 @@ Each function takes a `StepContext` (paths and settings the rule passes) and wri
 model folder and `step.json` report; training steps also write their step and epoch logs.
 """
 
+import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -44,8 +46,14 @@ class StepContext:
         return load_model(self.parent)
 
     def save(self, model, report):
+        from .train import TRAINING_RECORD
+
         with atomic_dir(self.out["model"]) as tmp:
             save_model(model, self.tok, tmp)
+            # an untrained step keeps its parent's weights' training record (precision, machine)
+            record = Path(self.parent or "", TRAINING_RECORD)
+            if self.parent and record.is_file():
+                shutil.copyfile(record, tmp / TRAINING_RECORD)
         write_json(self.out["report"], {"method": self.method, "params": self.params, **report})
 
     def write_report(self, report):

@@ -10,7 +10,8 @@ import torch
 
 from .atomic import write_json
 from .batching import Padder
-from .metrics import autocast, evaluate_split
+from .metrics import evaluate_split
+from .precision import autocast, machine, resolve
 from .models import count_parameters, folder_bytes
 from .provenance import provenance
 
@@ -24,6 +25,14 @@ def load_tokenized(tokenized_dir):
     tok = AutoTokenizer.from_pretrained(str(tokenized_dir / "tokenizer"))
     labels = json.loads((tokenized_dir / "labels.json").read_text())
     return dd, tok, labels
+
+
+def trained_with(model_dir):
+    """The precision the model's newest training step ran in (shrink.train writes it), None if untrained here."""
+    from .train import TRAINING_RECORD
+
+    record = Path(model_dir) / TRAINING_RECORD
+    return json.loads(record.read_text())["precision"] if record.is_file() else None
 
 
 @torch.no_grad()
@@ -80,7 +89,8 @@ def evaluate_model(model_dir, tokenized_dir, out_json, name, eval_cfg=None, conf
     from .variants import load_model
 
     eval_cfg = eval_cfg or {}
-    device, precision = eval_cfg.get("device", "cpu"), eval_cfg.get("precision", "fp32")
+    device = eval_cfg.get("device", "cpu")
+    precision = resolve(eval_cfg.get("precision", "auto"), device, "evaluate.precision")
     dd, tok, labels = load_tokenized(tokenized_dir)
     model = load_model(model_dir).to(device)
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -98,6 +108,8 @@ def evaluate_model(model_dir, tokenized_dir, out_json, name, eval_cfg=None, conf
                             throughput_batches=eval_cfg.get("throughput_batches", 10))
     # ru_maxrss is KiB on Linux: the peak resident memory of this whole evaluation process
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["precision"] = {"evaluate": precision, "train": trained_with(model_dir)}
+    result["machine"] = machine(device)
     result["provenance"] = provenance(config, seed)
     write_json(out_json, result)
     return result

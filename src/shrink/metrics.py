@@ -1,17 +1,10 @@
 """Entity-level NER metrics (seqeval) from model predictions."""
 
-import contextlib
-
 import torch
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 
 from .batching import Padder, sequential_batches
-
-
-def autocast(device, precision):
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+from .precision import autocast
 
 
 @torch.no_grad()

@@ -26,9 +26,11 @@ from . import distributed
 from .atomic import atomic_dir, atomic_path
 from .batching import Padder, length_grouped_batches, random_batches, token_budget_batches
 from .errors import ConfigError, TrainingError, reject_unknown_keys
-from .metrics import autocast, evaluate_split
+from .metrics import evaluate_split
+from .precision import autocast, describe, grad_scaler, machine, resolve
 
 LR_RANGE = (1e-6, 1e-2)
+TRAINING_RECORD = "training.json"  # written into every trained model folder
 
 
 @dataclass
@@ -42,7 +44,7 @@ class TrainConfig:
     scheduler: str = "linear"
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    precision: str = "fp32"
+    precision: str = "auto"  # resolved by validate() to what this machine runs natively (shrink.precision)
     device: str = "cpu"
     group_by_length: bool = True
     log_every: int = 10
@@ -68,10 +70,10 @@ class TrainConfig:
             raise ConfigError("train.epochs", "must be at least 1")
         if self.scheduler not in ("linear", "cosine"):
             raise ConfigError("train.scheduler", f"must be linear or cosine, not {self.scheduler!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ConfigError("train.precision", f"must be fp32 or bf16, not {self.precision!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train.device", "cuda requested but no GPU is visible")
+        # resolved here, so the checkpoint fingerprint holds the precision that actually ran
+        self.precision = resolve(self.precision, resolve_device(self.device), "train.precision")
         distributed.check_processes(self.processes)
         if resolve_device(self.device) == "cuda" and torch.cuda.device_count() < self.processes:
             raise ConfigError("train.processes", f"{self.processes} processes on cuda need one GPU each, "
@@ -179,12 +181,14 @@ class Checkpoints:
                 shutil.rmtree(d, ignore_errors=True)
         return max(found)[1] if found else None
 
-    def save(self, epoch, model, optimizer, scheduler, extra, rank_rng=None):
+    def save(self, epoch, model, optimizer, scheduler, extra, rank_rng=None, scaler=None):
         """`rank_rng`: every process's RNG state (shrink.distributed.gather), None with one process."""
         state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                  "scheduler": scheduler.state_dict(), "rng": rng_state()}
         if rank_rng is not None:
             state["rank_rng"] = rank_rng
+        if scaler is not None and scaler.is_enabled():
+            state["scaler"] = scaler.state_dict()
         with atomic_dir(self.root / f"epoch-{epoch}") as tmp:
             torch.save(state, tmp / "state.pt")
             (tmp / "state.json").write_text(json.dumps({"fingerprint": self.fp, "epoch": epoch, **extra}))
@@ -205,13 +209,14 @@ def write_csv(path, rows):
 
 
 def train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, device, epoch, step, step_rows,
-                progress, extra_rows=None, net=None):
+                progress, extra_rows=None, net=None, scaler=None):
     """One pass over `batches`; appends to `step_rows` every `log_every` steps. Returns (tokens, loss sum, step).
 
     `net` is `objective` wrapped by shrink.distributed.wrap: each process runs its shard of every
     batch through it, and the losses logged are the whole batch's.
     """
     net = net or objective
+    scaler = scaler or grad_scaler(device, cfg.precision)
     objective.train()
     tokens, loss_sum = 0, 0.0
     bar = tqdm(batches, desc=f"epoch {epoch}/{cfg.epochs}", disable=not progress, mininterval=2)
@@ -226,9 +231,12 @@ def train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, d
         if not math.isfinite(value):
             raise TrainingError(f"loss is {value} at epoch {epoch}, step {step + 1} "
                                 f"(lr {scheduler.get_last_lr()[0]:.3g}); lower train.lr or use train.precision: fp32")
-        loss.backward()
+        # the scaler is a no-op except in fp16, where it keeps small gradients from underflowing
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(objective.parameters(), cfg.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -267,7 +275,10 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
         raise ConfigError("train.processes", f"is {cfg.processes}, but training runs in {distributed.world()} "
                           "process(es): start it through shrink.distributed.launch")
     device = resolve_device(cfg.device)
+    cfg.precision = resolve(cfg.precision, device, "train.precision")  # a config built without validate()
     main = distributed.is_main()
+    if main and progress:
+        print(describe(cfg.precision, device), flush=True)
     # each process its own dropout masks; with one process rank 0 keeps the seed as it was
     seed_everything(cfg.seed + distributed.rank())
     objective.to(device)
@@ -281,6 +292,7 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
     if hasattr(objective, "optimizer_groups"):  # e.g. gates with a learning rate of their own
         groups = objective.optimizer_groups(groups)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=True)
+    scaler = grad_scaler(device, cfg.precision)
     scheduler = make_scheduler(cfg.scheduler, optimizer, sum(map(len, plan.values())), cfg.warmup_ratio)
     ckpts = Checkpoints(ckpt_dir, fingerprint(cfg, model_cfg, train_set))
 
@@ -295,6 +307,8 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
         set_rng_state(state["rank_rng"][distributed.rank()] if "rank_rng" in state else state["rng"])
         meta = json.loads((last / "state.json").read_text())
         start_epoch, step, best_f1 = meta["epoch"] + 1, meta["step"], meta["best_f1"]
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         step_rows, epoch_rows, extra_rows = meta["step_rows"], meta["epoch_rows"], meta.get("extra_rows", [])
         if main:
             print(f"resuming from {last} (epoch {meta['epoch']} of {cfg.epochs} done)", flush=True)
@@ -304,7 +318,7 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
         batches = plan[epoch]
         t0 = time.perf_counter()
         tokens, loss_sum, step = train_epoch(objective, optimizer, scheduler, pad, train_set, batches, cfg, device,
-                                             epoch, step, step_rows, progress and main, extra_rows, net)
+                                             epoch, step, step_rows, progress and main, extra_rows, net, scaler)
         seconds = time.perf_counter() - t0
         tokens, rank_rng = distributed.total(tokens), distributed.gather(rng_state())
         if not main:
@@ -323,13 +337,16 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
             ckpts.save_best(lambda folder: save(model, folder))
         ckpts.save(epoch, objective, optimizer, scheduler,
                    {"step": step, "best_f1": best_f1, "step_rows": step_rows, "epoch_rows": epoch_rows,
-                    "extra_rows": extra_rows}, rank_rng)
+                    "extra_rows": extra_rows}, rank_rng, scaler)
         distributed.barrier()
 
     if main:
         best = Path(ckpt_dir) / "best"
         with atomic_dir(out_dir) as tmp:
             shutil.copytree(best, tmp, dirs_exist_ok=True)
+            # what the weights were trained with, for the metrics of every model derived from them
+            (tmp / TRAINING_RECORD).write_text(json.dumps(
+                {"precision": cfg.precision, "device": device, "machine": machine(device)}, indent=1))
         write_csv(steps_csv, step_rows)
         write_csv(epochs_csv, epoch_rows)
         if extra_csv:

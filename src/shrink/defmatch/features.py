@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, ShrinkError
+from ..precision import autocast
 
 LAYERS = ("sum_last4", "last", "concat_last4", "mean_all", "second_to_last")
 LAYERS_KEY = "definition_match.features.layers"
@@ -87,8 +88,10 @@ def _definition_batch(batch, model, tokenizer, layers, device, prefix_target):
     return _masked_mean(combine(out.hidden_states, layers), keep.to(device))
 
 
-def encode(items, model, tokenizer, layers="sum_last4", batch_size=32, prefix_target=False, progress=True):
-    """dict(word=(n, d'), definition=(n, d')) float32 CPU tensors for `items` (from data.read_split)."""
+def encode(items, model, tokenizer, layers="sum_last4", batch_size=32, prefix_target=False, progress=True,
+           precision="fp32"):
+    """dict(word=(n, d'), definition=(n, d')) float32 CPU tensors for `items` (from data.read_split);
+    `precision` is a resolved one (shrink.precision) for the encoder's forward passes."""
     check_layers(layers, model.config.num_hidden_layers)
     if not tokenizer.is_fast:
         raise ShrinkError("encode needs a fast tokenizer (word_ids maps word-pieces back to words)")
@@ -97,7 +100,7 @@ def encode(items, model, tokenizer, layers="sum_last4", batch_size=32, prefix_ta
     model.eval()  # no dropout: the same item always gets the same vector
     words, definitions = [], []
     try:
-        with torch.no_grad():
+        with torch.no_grad(), autocast(device.type, precision):
             for start in tqdm(range(0, len(items), batch_size), desc=f"encode {layers}", disable=not progress,
                               mininterval=2):
                 batch = items[start:start + batch_size]

@@ -51,16 +51,19 @@ def features(smk):
     import torch
 
     from ..atomic import atomic_path
+    from ..precision import machine, resolve
     from .features import encode
 
     _threads(smk)
     splits = _splits(smk.params.folder, smk.params.val_fraction, smk.params.seed)
     model, tokenizer, name = load_encoder(smk.params.encoder, smk.params.seed)
     f = smk.params.features
-    out = {"layers": smk.wildcards.layers, "encoder": name, "splits": {}}
+    precision = resolve(f.get("precision", "auto"), "cpu", "definition_match.features.precision")
+    out = {"layers": smk.wildcards.layers, "encoder": name, "precision": precision, "machine": machine(),
+           "splits": {}}
     for split, items in splits.items():
         feats = encode(items, model, tokenizer, smk.wildcards.layers, f.get("batch_size", 32),
-                       f.get("prefix_target", False))
+                       f.get("prefix_target", False), precision=precision)
         out["splits"][split] = {**feats, "labels": torch.tensor([it["label"] for it in items]),
                                 "targets": [it["target"].lower() for it in items]}
         print(f"{split}: {len(items)} items, features {tuple(feats['word'].shape)}")

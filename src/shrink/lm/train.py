@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, TrainingError, reject_unknown_keys, require_at_least_one
+from ..precision import autocast, grad_scaler, resolve
 from .data import BlockSampler, fixed_batches
 
 
@@ -35,6 +36,7 @@ class LMTrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     device: str = "cpu"     # cuda: the model and batches move to the GPU
+    precision: str = "auto"  # of training and its loss estimates; resolved by from_dict (shrink.precision)
 
     @classmethod
     def from_dict(cls, d, prefix="lm.train"):
@@ -46,6 +48,7 @@ class LMTrainConfig:
             raise ConfigError(f"{prefix}.device", f"{cfg.device!r} is not cpu or cuda")
         if not 0 < cfg.lr < 1:
             raise ConfigError(f"{prefix}.lr", f"{cfg.lr} is not a usable learning rate (expected 1e-5..1e-1)")
+        cfg.precision = resolve(cfg.precision, cfg.device, f"{prefix}.precision")
         return cfg
 
 
@@ -66,11 +69,16 @@ def make_optimizer(model, cfg):
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
+def lm_loss(model, x, y):
+    return F.cross_entropy(model(x).flatten(0, 1).float(), y.flatten())
+
+
 @torch.no_grad()
-def estimate_loss(model, batches):
+def estimate_loss(model, batches, precision="fp32"):
     model.eval()
     device = next(model.parameters()).device
-    losses = [F.cross_entropy(model(x.to(device)).flatten(0, 1), y.to(device).flatten()).item() for x, y in batches]
+    with autocast(device.type, precision):
+        losses = [lm_loss(model, x.to(device), y.to(device)).item() for x, y in batches]
     model.train()
     return sum(losses) / len(losses)
 
@@ -90,6 +98,8 @@ def train_lm(model, train_tokens, val_tokens, cfg, seed, checkpoint, desc="train
     train_eval = fixed_batches(train_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches, seed + 1)
     val_eval = fixed_batches(val_tokens, cfg.block_size, cfg.batch_size, cfg.eval_batches, seed + 2)
     optimizer = make_optimizer(model, cfg)
+    precision = resolve(cfg.precision, cfg.device, "lm.train.precision")
+    scaler = grad_scaler(cfg.device, precision)
     step, elapsed, step_rows, eval_rows = 0, 0.0, [], []
     if ckpt_path.exists():  # resume a killed run
         state = torch.load(ckpt_path, weights_only=False, map_location=cfg.device)
@@ -102,7 +112,8 @@ def train_lm(model, train_tokens, val_tokens, cfg, seed, checkpoint, desc="train
 
     def evaluate():
         eval_rows.append({"step": step, "elapsed_s": round(elapsed, 3), "tokens": step * tokens_per_step,
-                          "train_loss": estimate_loss(model, train_eval), "val_loss": estimate_loss(model, val_eval)})
+                          "train_loss": estimate_loss(model, train_eval, precision),
+                          "val_loss": estimate_loss(model, val_eval, precision)})
 
     tokens_per_step = cfg.batch_size * cfg.block_size
     model.train()
@@ -116,14 +127,17 @@ def train_lm(model, train_tokens, val_tokens, cfg, seed, checkpoint, desc="train
         x, y = sampler.batch()
         x, y = x.to(cfg.device), y.to(cfg.device)
         t0 = time.perf_counter()
-        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        with autocast(cfg.device, precision):
+            loss = lm_loss(model, x, y)
         if not torch.isfinite(loss):
             raise TrainingError(f"{desc}: loss is {loss.item()} at step {step}; lower lm.train.lr")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()  # a no-op scaler except in fp16
         if cfg.grad_clip:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         elapsed += time.perf_counter() - t0
         step += 1
         bar.update(1)

@@ -3,6 +3,7 @@
 Heavy libraries are imported inside each step, so table and plot rules start without torch.
 """
 
+import json
 from pathlib import Path
 
 from ..errors import ShrinkError
@@ -154,7 +155,7 @@ def train_teacher(smk):
     print(f"teacher: {model.num_parameters():,} parameters, {len(train)} train pairs", flush=True)
     objective = TranslationLoss(model, cfg.label_smoothing)
     rows, evals, _ = train_seq2seq(model, objective, train, val, tok, cfg, smk.params.checkpoints)
-    save_model(model, smk.output.model)
+    save_model(model, smk.output.model, extra={"trained_precision": cfg.precision})
     write_logs(rows, evals, None, smk.output.steps, smk.output.evals)
 
 
@@ -186,7 +187,8 @@ def prune(smk):
                                        fingerprint_extra={"lambda": lam, "teacher": start, **p})
     checked = assert_unchanged(model, frozen)  # the runtime proof: no frozen weight moved
     keep = objective.export()
-    save_model(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam})
+    save_model(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam,
+                                               "trained_precision": cfg.precision})
     write_logs(rows, evals, gates, smk.output.steps, smk.output.evals, smk.output.gates)
     kept = sum(map(len, keep.values()))
     write_json(smk.output.report, {"lambda": lam, "heads_kept": kept, "heads_total": objective.gates.log_alpha.numel(),
@@ -214,7 +216,8 @@ def evaluate(smk):
     _threads(smk)
     from ..atomic import write_json
     from .evaluate import evaluate_translation, test_scores
-    from .model import load_model
+    from ..precision import machine
+    from .model import CONFIG_FILE, load_model
 
     e = smk.params.evaluate
     tok, (test,) = _load_data(smk, ("test",))
@@ -223,6 +226,9 @@ def evaluate(smk):
                              latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads)
     other = {name: test_scores(model, tok, data, e["beams"], e["batch_size"]) for name, data in _extra_tests(smk).items()}
     m = {"model": smk.wildcards.model, **m, **({"other_tests": other} if other else {})}
+    # decoding runs in fp32; the weights' training precision is what the training step recorded
+    trained = json.loads((Path(smk.input.model) / CONFIG_FILE).read_text()).get("trained_precision")
+    m.update(precision={"evaluate": "fp32", "train": trained}, machine=machine())
     write_json(smk.output[0], m)
     _print_scores(smk.wildcards.model, m)
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..atomic import atomic_dir
 from ..batching import sequential_batches, token_budget_batches
 from ..errors import ConfigError, TrainingError, reject_unknown_keys
-from ..metrics import autocast
+from ..precision import autocast, grad_scaler, resolve
 from ..train import rng_state, seed_everything, set_rng_state, write_csv
 from .model import make_batch
 from .scoring import score
@@ -38,7 +38,7 @@ class Seq2SeqTrainConfig:
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    precision: str = "fp32"
+    precision: str = "auto"  # resolved by from_dict (shrink.precision)
     device: str = "cpu"
     eval_every: int = 500
     val_bleu_sentences: int = 300
@@ -56,12 +56,12 @@ class Seq2SeqTrainConfig:
         checks = [("lr", 1e-6 <= cfg.lr <= 1e-1, "must be in [1e-6, 0.1]"),
                   ("scheduler", cfg.scheduler in ("inverse_sqrt", "cosine"), "must be inverse_sqrt or cosine"),
                   ("select", cfg.select in ("bleu", "loss", "last"), "must be bleu, loss or last"),
-                  ("precision", cfg.precision in ("fp32", "bf16"), "must be fp32 or bf16"),
                   ("epochs", cfg.epochs >= 1, "must be at least 1"),
                   ("eval_every", cfg.eval_every >= 1, "must be at least 1")]
         for key, ok, why in checks:
             if not ok:
                 raise ConfigError(f"{prefix}.{key}", f"{why}, got {getattr(cfg, key)!r}")
+        cfg.precision = resolve(cfg.precision, cfg.device, f"{prefix}.precision")
         return cfg
 
 
@@ -178,6 +178,8 @@ def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, op
     plan = plan_batches(cfg, train_data.lengths)
     groups = optimizer_groups or [{"params": [p for p in objective.parameters() if p.requires_grad]}]
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
+    cfg.precision = resolve(cfg.precision, device, "translation.train.precision")  # built without from_dict
+    scaler = grad_scaler(device, cfg.precision)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg, len(plan)))
     ckpts = Checkpoints(ckpt_dir, run_fingerprint(cfg, model, train_data, fingerprint_extra))
     trainable = [p for g in groups for p in g["params"]]
@@ -189,6 +191,8 @@ def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, op
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
+        if "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
         step, best, rows, evals, extra, seconds = (meta[k] for k in ("step", "best", "rows", "evals", "extra",
                                                                      "seconds"))
         print(f"resuming from {ckpts.root / 'last'} at step {step} of {len(plan)}", flush=True)
@@ -207,7 +211,8 @@ def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, op
             best = value
             ckpts.save_best(objective)
         ckpts.save_last({"objective": objective.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": rng_state()},
+                         "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                         **({"scaler": scaler.state_dict()} if scaler.is_enabled() else {})},
                         {"step": step, "best": best, "rows": rows, "evals": evals, "extra": extra,
                          "seconds": seconds})
 
@@ -225,9 +230,11 @@ def train_seq2seq(model, objective, train_data, val_data, tok, cfg, ckpt_dir, op
         if not math.isfinite(value):
             raise TrainingError(f"loss is {value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
                                 "lower translation.train.lr or use precision: fp32")
-        loss.backward()
+        scaler.scale(loss).backward()  # a no-op scaler except in fp16
+        scaler.unscale_(optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
