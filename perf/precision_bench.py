@@ -32,12 +32,12 @@ def sentences(tokenizer, args):
     """Word lists whose encodings have 15-40 word pieces, from CoNLL or the synthetic templates."""
     rng = random.Random(args.seed)
     if args.conll:
-        from shrink.conll import read_conll
+        from shrink.ner.conll import read_conll
 
         pool = [s.tokens for s in read_conll(args.conll).sentences]
         rng.shuffle(pool)
     else:
-        from shrink.synthetic import TEMPLATES, _fill
+        from shrink.ner.synthetic import TEMPLATES, _fill
 
         pool = ([w for _ in range(rng.randint(1, 3)) for w in _fill(rng.choice(TEMPLATES), rng)[0]]
                 for _ in range(100_000))
@@ -57,7 +57,10 @@ def variants(model, with_torchao):
            "int8 torch.ao": (quantize_int8(model), contextlib.nullcontext)}
     if with_torchao:
         try:
-            from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
+            from torchao.quantization import (
+                Int8DynamicActivationInt8WeightConfig,
+                quantize_,
+            )
         except ImportError as e:
             print(f"torchao skipped: {e}")
         else:
@@ -94,8 +97,8 @@ def main():
     import transformers
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
+    from shrink.core.encoders import minilm_path
     from shrink.methods.quantize import save_quantized
-    from shrink.models import minilm_path
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils import benchmark
 
-from shrink.precision import autocast, describe, resolve
+from shrink.core.precision import autocast, describe, resolve
 
 
 def timed(fn, min_run_time):
@@ -29,7 +29,7 @@ def timed(fn, min_run_time):
 def token_classifier_cases(args):
     from transformers import AutoModelForTokenClassification
 
-    from shrink.models import minilm_path
+    from shrink.core.encoders import minilm_path
 
     folder = args.model or str(minilm_path())
     torch.manual_seed(0)

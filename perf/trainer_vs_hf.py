@@ -19,14 +19,19 @@ from pathlib import Path
 
 import torch
 
-from shrink.evaluate import load_tokenized
-from shrink.metrics import evaluate_split
-from shrink.models import build_token_classifier
-from shrink.train import TrainConfig, seed_everything, train_token_classifier
+from shrink.core.seeding import seed_everything
+from shrink.ner.evaluate import load_tokenized
+from shrink.ner.metrics import evaluate_split
+from shrink.ner.models import build_token_classifier
+from shrink.ner.train import TrainConfig, train_token_classifier
 
 
 def plain_trainer(model, tok, train_set, args, workdir):
-    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+    from transformers import (
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+    )
 
     steps = -(-len(train_set) // args.batch_size) * args.epochs
     targs = TrainingArguments(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from shrink.batching import sequential_batches
+from shrink.core.batching import sequential_batches
 from shrink.translation.decode import greedy
 from shrink.translation.model import load_model, make_batch
 from shrink.translation.shards import TokenizedPairs

@@ -6,10 +6,10 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from shrink.errors import ShrinkError
-from shrink.precision import check_config
-from shrink.recipes import METHODS, plan, recipe_string
-from shrink.sources import resolve_conll_dir
+from shrink.core.errors import ShrinkError
+from shrink.core.precision import check_config
+from shrink.ner.recipes import METHODS, plan, recipe_string
+from shrink.ner.hub import resolve_conll_dir
 
 min_version("9.0")
 
@@ -27,6 +27,9 @@ for _task in ("translation", "lm", "definition_match"):
 SPLITS = ["train", "validation", "test"]
 # Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "shrink"
+NER_PACKAGE = PACKAGE_DIR / "ner"
+FIGURES_MODULE = PACKAGE_DIR / "core" / "figures.py"
+GATE_PLOTS_MODULE = PACKAGE_DIR / "methods" / "gate_plots.py"
 TEACHER = "teacher"
 # Every model folder under results/models/ that gets evaluated and tabled; compression variants join this list.
 MODELS = [TEACHER]
@@ -74,7 +77,7 @@ def pick(section, keys):
 
 
 # Each rule also names its group in its resources (resource_group="train", a string no scheduler
-# counts), so a job that outgrows its request can name the config key to raise (shrink.guard).
+# counts), so a job that outgrows its request can name the config key to raise (shrink.core.guard).
 def res(group, key):
     """A resource value of a rule group (config 'resources'), falling back to 'default'."""
     table = config["resources"]
@@ -217,7 +220,7 @@ WORKFLOW_START = time.time()
 
 
 def explain_slurm_kills():
-    from shrink.guard import slurm_kills, slurm_message
+    from shrink.core.guard import slurm_kills, slurm_message
 
     logdir = getattr(getattr(workflow, "executor_settings", None), "logdir", None)
     if logdir and not Path(logdir).is_absolute():  # as the plugin resolves it

@@ -18,7 +18,7 @@ rule teacher_logits:
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow/scripts/teacher_logits.py"
+        "../workflow/scripts/ner.py"
 
 
 for _method, (_, _trains) in METHODS.items():
@@ -52,4 +52,4 @@ for _method, (_, _trains) in METHODS.items():
         conda:
             "../envs/train.yaml"
         script:
-            "../workflow/scripts/compress_step.py"
+            "../workflow/scripts/ner.py"

@@ -22,7 +22,7 @@ if SOURCE != "local":
         conda:
             "../envs/data.yaml"
         script:
-            "../workflow/scripts/get_raw_data.py"
+            "../workflow/scripts/ner.py"
 
 
 rule clean_data:
@@ -49,7 +49,7 @@ rule clean_data:
     conda:
         "../envs/data.yaml"
     script:
-        "../workflow/scripts/clean_data.py"
+        "../workflow/scripts/ner.py"
 
 
 rule tokenize:
@@ -71,4 +71,4 @@ rule tokenize:
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow/scripts/tokenize.py"
+        "../workflow/scripts/ner.py"

@@ -1,5 +1,5 @@
 # Definition matching: settings, paths and input functions shared by rules/definition_match.smk.
-from shrink.sources import resolve_data_dir
+from shrink.core.data_dirs import resolve_data_dir
 
 DM = config.get("definition_match") or {}
 DM_OUT = "results/definition_match"

@@ -26,4 +26,4 @@ rule evaluate:
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow/scripts/evaluate.py"
+        "../workflow/scripts/ner.py"

@@ -252,7 +252,7 @@ rule lm_plots:
         steps=[f"{LM_OUT}/train/{t}/{a}/steps.csv" for t, a in LM_RUNS],
         tokenizers=f"{LM_OUT}/tables/tokenizers.csv",
         sorting=expand(f"{LM_OUT}/sorting/{{arch}}.json", arch=LM_ARCHS) if LM.get("sorting") else [],
-        code=[LM_PACKAGE / "report.py", PACKAGE_DIR / "plots.py"],
+        code=[LM_PACKAGE / "report.py", FIGURES_MODULE],
     output:
         **{fig: report(f"{LM_OUT}/figures/{fig}.png", caption="../report/lm_figure.rst", category="Language models")
            for fig in ["loss_vs_steps", "loss_vs_time", "lr", "tokenizers"]

@@ -1,5 +1,5 @@
 # Language-model task: settings, paths and input functions shared by rules/lm.smk.
-from shrink.sources import resolve_data_dir
+from shrink.core.data_dirs import resolve_data_dir
 
 LM = config.get("lm") or {}
 LM_OUT = "results/lm"

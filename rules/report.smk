@@ -12,7 +12,7 @@ FIGURES = {
 rule summary_table:
     input:
         metrics=expand("results/metrics/{model}.json", model=MODELS),
-        code=PACKAGE_DIR / "tables.py",
+        code=NER_PACKAGE / "tables.py",
     output:
         csv=report(
             "results/tables/summary.csv",
@@ -32,7 +32,7 @@ rule summary_table:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/summary_table.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_training_curve:
@@ -42,7 +42,7 @@ rule plot_training_curve:
             model=TEACHER,
             log="epochs" if wc.kind == "val_f1" else "steps",
         ),
-        code=PACKAGE_DIR / "plots.py",
+        code=[NER_PACKAGE / "plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/{kind}.png",
@@ -65,13 +65,13 @@ rule plot_training_curve:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_per_type_f1:
     input:
         metrics="results/metrics/{model}.json",
-        code=PACKAGE_DIR / "plots.py",
+        code=[NER_PACKAGE / "plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/per_type_f1_{model}.png",
@@ -91,7 +91,7 @@ rule plot_per_type_f1:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 # Compression figures: from metrics and step logs only, like the ones above.
@@ -100,7 +100,7 @@ rule plot_per_type_f1:
 rule plot_pareto:
     input:
         metrics=expand("results/metrics/{model}.json", model=MODELS),
-        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
+        code=[NER_PACKAGE / "compression_plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/pareto_{axis}.png",
@@ -123,13 +123,13 @@ rule plot_pareto:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_compress_losses:
     input:
         logs=[f"results/steps/{s}/steps.csv" for s in training_steps()],
-        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
+        code=[NER_PACKAGE / "compression_plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/compress_losses.png",
@@ -150,14 +150,14 @@ rule plot_compress_losses:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_pruning:
     input:
         metrics=expand("results/metrics/{model}.json", model=PRUNED),
         teacher=f"results/metrics/{TEACHER}.json",
-        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
+        code=[NER_PACKAGE / "compression_plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/pruning_sparsity.png",
@@ -177,14 +177,14 @@ rule plot_pruning:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_heads_f1:
     input:
         metrics=expand("results/metrics/{model}.json", model=GATED),
         teacher=f"results/metrics/{TEACHER}.json",
-        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
+        code=[NER_PACKAGE / "compression_plots.py", FIGURES_MODULE],
     output:
         report(
             "results/figures/heads_f1.png",
@@ -204,13 +204,13 @@ rule plot_heads_f1:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"
 
 
 rule plot_gates:
     input:
         gates=lambda wc: f"results/steps/{VARIANTS[wc.model].last}/gates.csv",
-        code=[PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"],
+        code=[GATE_PLOTS_MODULE, FIGURES_MODULE],
     output:
         report(
             "results/figures/gates_{model}.{ext}",
@@ -234,4 +234,4 @@ rule plot_gates:
     conda:
         "../envs/report.yaml"
     script:
-        "../workflow/scripts/plot.py"
+        "../workflow/scripts/ner.py"

@@ -24,4 +24,4 @@ rule train_teacher:
     conda:
         "../envs/train.yaml"
     script:
-        "../workflow/scripts/train.py"
+        "../workflow/scripts/ner.py"

@@ -12,7 +12,7 @@ TR_PACKAGE = PACKAGE_DIR / "translation"
 
 def translation_source():
     """(source, folder): a local folder of .en/.ru files, or the Hub or a synthetic corpus."""
-    from shrink.translation.steps import resolve_dir
+    from shrink.translation.jobs import resolve_dir
 
     source = TR_DATA["source"]
     if source in ("hub", "synthetic"):
@@ -97,7 +97,7 @@ TR_REPORTS = expand(f"{TR_OUT}/train/{{model}}/prune.json", model=TR_PRUNED)
 
 def tr_plot_inputs(wildcards):
     """Logs of one model for its curves; metrics and prune reports for the comparison figure."""
-    code = {"code": [TR_PACKAGE / "report.py", PACKAGE_DIR / "compression_plots.py", PACKAGE_DIR / "plots.py"]}
+    code = {"code": [TR_PACKAGE / "report.py", GATE_PLOTS_MODULE, FIGURES_MODULE]}
     if wildcards.model == "heads":
         return {**code, "metrics": TR_METRICS, "prune_reports": TR_REPORTS}
     run = f"{TR_OUT}/train/{wildcards.model}"

@@ -1,4 +1,4 @@
-"""Tests for shrink.atomic: a failed write leaves the old state and no temp files; concurrent
+"""Tests for shrink.core.atomic: a failed write leaves the old state and no temp files; concurrent
 writers of one cache never expose a partial version; a full or read-only disk gives a clear error."""
 
 import errno
@@ -13,9 +13,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from shrink import atomic
-from shrink.atomic import atomic_dir, atomic_path, read_json, write_json, write_text
-from shrink.errors import DataError, StorageError
+from shrink.core import atomic
+from shrink.core.atomic import (
+    atomic_dir,
+    atomic_path,
+    read_json,
+    write_json,
+    write_text,
+)
+from shrink.core.errors import DataError, StorageError
 
 
 class Boom(Exception):
@@ -331,10 +337,12 @@ class Named(dict):
 
 
 def test_disk_full_through_a_workflow_step(tmp_path, monkeypatch, capsys):
-    """steps.run, what every workflow script calls: one line naming rule, path and remedy; exit 1;
+    """shrink.core.harness.run, what every workflow script calls: one line naming rule, path and remedy; exit 1;
     no output or temporary left in the results folder."""
-    from shrink import guard, steps
-    from shrink.synthetic import write_corpus
+    from shrink.core import guard
+    from shrink.core.harness import run
+    from shrink.ner import jobs
+    from shrink.ner.synthetic import write_corpus
 
     raw = write_corpus(tmp_path / "raw", {"train": 20, "validation": 5, "test": 5}, seed=1)
     out = tmp_path / "results" / "data" / "clean"
@@ -348,7 +356,7 @@ def test_disk_full_through_a_workflow_step(tmp_path, monkeypatch, capsys):
         resources=Named(mem_mb=100_000, runtime=60, resource_group="data"))
     monkeypatch.setattr(atomic.os, "replace", fail_with(errno.ENOSPC))
     with pytest.raises(SystemExit) as e:
-        steps.run(steps.clean, smk)
+        run(jobs.clean, smk)
     assert e.value.code == 1
     err = capsys.readouterr().err
     line = f"ERROR in rule clean_data: cannot write {out / 'train.txt'}: the disk holding {out} is full"

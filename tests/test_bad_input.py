@@ -3,7 +3,7 @@ and leaves no output that a later run could mistake for finished work."""
 
 import pytest
 
-from shrink.synthetic import write_corpus
+from shrink.ner.synthetic import write_corpus
 
 pytestmark = pytest.mark.slow
 

@@ -1,11 +1,15 @@
-"""Tests for shrink.batching: length-grouped batches."""
+"""Tests for shrink.core.batching: length-grouped batches."""
 
 import random
 
 import pytest
 import torch
 
-from shrink.batching import length_grouped_batches, random_batches, sequential_batches
+from shrink.core.batching import (
+    length_grouped_batches,
+    random_batches,
+    sequential_batches,
+)
 
 
 def padding(batches, lengths):
@@ -79,7 +83,7 @@ def test_token_budget_batches_cover_everything_within_budget():
 
     import torch
 
-    from shrink.batching import token_budget_batches
+    from shrink.core.batching import token_budget_batches
 
     rng = random.Random(0)
     lengths = [rng.choice([3, 5, 8, 20, 45, 110]) for _ in range(3000)]
@@ -97,8 +101,8 @@ def test_token_budget_batches_cover_everything_within_budget():
 def test_token_budget_smaller_than_a_sentence_is_a_config_error():
     import pytest
 
-    from shrink.errors import ConfigError
-    from shrink.train import TrainConfig, epoch_batches
+    from shrink.core.errors import ConfigError
+    from shrink.ner.train import TrainConfig, epoch_batches
 
     with pytest.raises(ConfigError, match="train.batch_tokens"):
         epoch_batches(TrainConfig(batch_tokens=16), [10, 30, 12], 1)

@@ -1,10 +1,10 @@
-"""Tests for shrink.cleaning: filters, validation and the cleaning report."""
+"""Tests for shrink.ner.cleaning: filters, validation and the cleaning report."""
 
 import pytest
 
-from shrink.cleaning import SPLITS, Filters, clean_corpus, subsample
-from shrink.conll import Sentence
-from shrink.errors import ConfigError, DataError
+from shrink.core.errors import ConfigError, DataError
+from shrink.ner.cleaning import SPLITS, Filters, clean_corpus, subsample
+from shrink.ner.conll import Sentence
 
 BASE = [
     [("EU", "B-ORG"), ("rejects", "O"), ("German", "B-MISC"), ("call", "O")],

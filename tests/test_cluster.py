@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO, TEST_CONFIG, TRANSLATION_CONFIG, completed_run, snakemake
 from test_workflow import planned_jobs
 

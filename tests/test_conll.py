@@ -1,9 +1,16 @@
-"""Tests for shrink.conll: the CoNLL reader/writer and IOB scheme helpers."""
+"""Tests for shrink.ner.conll: the CoNLL reader/writer and IOB scheme helpers."""
 
 import pytest
 
-from shrink.conll import Sentence, iob1_violations, label_list, read_conll, to_iob2, write_conll
-from shrink.errors import DataError
+from shrink.core.errors import DataError
+from shrink.ner.conll import (
+    Sentence,
+    iob1_violations,
+    label_list,
+    read_conll,
+    to_iob2,
+    write_conll,
+)
 
 FOUR_COL = (
     "-DOCSTART- -X- -X- O\n"          # 1

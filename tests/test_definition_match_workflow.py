@@ -2,7 +2,6 @@
 
 import pandas as pd
 import pytest
-
 from conftest import DM_CONFIG, completed_run
 
 pytestmark = pytest.mark.slow

@@ -6,11 +6,23 @@ from pathlib import Path
 import pytest
 import torch
 
+from shrink.core.errors import ConfigError, DataError, ShrinkError
+from shrink.defmatch.classifier_heads import HEADS, build_head
 from shrink.defmatch.data import read_split, target_mismatches, validation_split
-from shrink.defmatch.features import LAYERS, cached_encode, encode, feature_width, load_features
-from shrink.defmatch.heads import HEADS, build_head
-from shrink.defmatch.train import (HeadTrainConfig, binary_metrics, evaluate, majority_baseline, train_head)
-from shrink.errors import ConfigError, DataError, ShrinkError
+from shrink.defmatch.features import (
+    LAYERS,
+    cached_encode,
+    encode,
+    feature_width,
+    load_features,
+)
+from shrink.defmatch.train import (
+    HeadTrainConfig,
+    binary_metrics,
+    evaluate,
+    majority_baseline,
+    train_head,
+)
 
 EXAMPLES = ["spring\t3\tI spent my spring holidays in Morocco .",
             "grasshoppers\t1\tThe grasshoppers sang all summer",
@@ -115,7 +127,7 @@ def test_validation_split_rejects_a_bad_fraction():
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from shrink.models import minilm_path
+    from shrink.core.encoders import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
 

@@ -6,9 +6,16 @@ import math
 import pytest
 import torch
 
-from shrink.errors import ConfigError
-from shrink.methods.distill import (Distillation, IntermediateDistillation, TeacherLogits, build_student,
-                                    check_budget, kd_loss, uniform_layer_map)
+from shrink.core.errors import ConfigError
+from shrink.methods.distill import (
+    Distillation,
+    IntermediateDistillation,
+    TeacherLogits,
+    build_student,
+    check_budget,
+    kd_loss,
+    uniform_layer_map,
+)
 
 torch.set_num_threads(1)
 
@@ -66,7 +73,7 @@ def test_teacher_logit_cache_round_trip_and_padding(tmp_path, tiny_bert):
                             "labels": [[0] * len(r) for r in rows], "length": [len(r) for r in rows]})
     from transformers import BertTokenizerFast
 
-    from shrink.models import minilm_path
+    from shrink.core.encoders import minilm_path
 
     tok = BertTokenizerFast.from_pretrained(minilm_path())
     cache = TeacherLogits.compute(model, ds, tok, batch_size=2)

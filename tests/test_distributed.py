@@ -1,4 +1,4 @@
-"""Data-parallel training (train.processes), through the workflow's entry point shrink.steps.train:
+"""Data-parallel training (train.processes), through the workflow's entry point shrink.jobs.train:
 two processes take the optimizer steps one process takes, on the same examples; a two-process run
 that crashed after a checkpoint resumes to the uninterrupted run's result; SLURM gets one task (or
 GPU) per process."""
@@ -10,16 +10,18 @@ import pandas as pd
 import pytest
 import torch
 
-from shrink import distributed, steps
-from shrink.conll import label_list, read_conll
-from shrink.errors import ConfigError
-from shrink.models import minilm_path
-from shrink.synthetic import write_corpus
-from shrink.tokens import tokenize_corpus
-from shrink.train import TrainConfig
+from shrink.core import distributed
+from shrink.core.encoders import minilm_path
+from shrink.core.errors import ConfigError
+from shrink.core.harness import run
+from shrink.ner import jobs
+from shrink.ner.conll import label_list, read_conll
+from shrink.ner.synthetic import write_corpus
+from shrink.ner.tokens import tokenize_corpus
+from shrink.ner.train import TrainConfig
 
 # 97 train sentences in batches of 16: the last batch of each epoch holds one sentence, so with two
-# processes one of them has no sentence of its own there (the zero-weight shard of shrink.distributed).
+# processes one of them has no sentence of its own there (the zero-weight shard of shrink.core.distributed).
 SIZES = {"train": 97, "validation": 24, "test": 8}
 # fp32: the tolerance below is for fp32 reductions split across processes, whatever auto picks on this CPU
 SETTINGS = {"epochs": 2, "lr": 3e-3, "batch_size": 16, "log_every": 1, "warmup_ratio": 0.2, "precision": "fp32"}
@@ -47,7 +49,7 @@ def inputs(tmp_path_factory):
 
 
 def snakemake_object(inputs, out, processes):
-    """What shrink.steps.train reads from the snakemake object of rule train_teacher."""
+    """What shrink.jobs.train reads from the snakemake object of rule train_teacher."""
     out.mkdir(parents=True, exist_ok=True)
     return types.SimpleNamespace(
         rule="train_teacher", threads=2, log=[str(out / "train.log")], resources=None,
@@ -67,7 +69,7 @@ def final_weights(out):
 def one_and_two(inputs, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name, processes in (("one", 1), ("two", 2)):
-        steps.run(steps.train, snakemake_object(inputs, root / name, processes))
+        run(jobs.train, snakemake_object(inputs, root / name, processes))
     return root / "one", root / "two"
 
 
@@ -106,7 +108,7 @@ class Crash(Exception):
 
 def crash_after_epoch_1(**kwargs):
     """A training worker killed right after writing its epoch-1 checkpoint."""
-    from shrink import train
+    from shrink.ner import train
 
     save = train.Checkpoints.save
 
@@ -116,7 +118,7 @@ def crash_after_epoch_1(**kwargs):
             raise Crash("killed after epoch 1")
 
     train.Checkpoints.save = save_then_crash  # only in this worker process
-    steps._train_teacher(**kwargs)
+    jobs._train_teacher(**kwargs)
 
 
 def test_crashed_two_process_run_resumes_to_the_same_result(inputs, one_and_two, tmp_path):
@@ -130,7 +132,7 @@ def test_crashed_two_process_run_resumes_to_the_same_result(inputs, one_and_two,
         distributed.launch(crash_after_epoch_1, kwargs, processes=2, threads=2)
     assert (tmp_path / "ckpt" / "epoch-1" / "state.json").exists() and not (tmp_path / "model").exists()
 
-    steps.run(steps.train, smk)
+    run(jobs.train, smk)
     assert "(epoch 1 of 2 done)" in (tmp_path / "train.log").read_text()
     # same processes, same seed: equal to the last bit, so the run is also deterministic
     for csv in ("steps.csv", "epochs.csv"):
@@ -150,7 +152,7 @@ def test_bad_processes_value_names_the_key(value):
 def test_bad_processes_value_fails_the_step_before_any_worker_starts(inputs, tmp_path, capsys):
     smk = snakemake_object(inputs, tmp_path, 0)
     with pytest.raises(SystemExit):
-        steps.run(steps.train, smk)
+        run(jobs.train, smk)
     assert "ERROR in rule train_teacher: config key 'train.processes'" in capsys.readouterr().err
     assert not (tmp_path / "model").exists() and not (tmp_path / "ckpt").exists()
 

@@ -3,8 +3,15 @@
 import pytest
 import torch
 
-from shrink.methods.factorize import (FactorizedEmbedding, LowRankLinear, choose_ranks, factorize_embeddings,
-                                      factorize_linears, rank_for, svd_factors)
+from shrink.methods.factorize import (
+    FactorizedEmbedding,
+    LowRankLinear,
+    choose_ranks,
+    factorize_embeddings,
+    factorize_linears,
+    rank_for,
+    svd_factors,
+)
 
 torch.set_num_threads(1)
 

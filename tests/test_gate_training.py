@@ -3,7 +3,7 @@
 import torch
 
 from shrink.methods.gate_training import HeadGateObjective
-from shrink.train import param_groups
+from shrink.ner.train import param_groups
 
 torch.set_num_threads(1)
 

@@ -7,9 +7,15 @@ import math
 import pytest
 import torch
 
+from shrink.methods.attention_heads import (
+    attach_bert_head_gates,
+    count_heads,
+    head_scales,
+    heads_kept,
+    prune_bert_heads,
+    restructure_from_config,
+)
 from shrink.methods.gates import HardConcreteGates
-from shrink.methods.heads import (attach_bert_head_gates, count_heads, head_scales, heads_kept,
-                                  prune_bert_heads, restructure_from_config)
 
 torch.set_num_threads(1)
 LAYERS, HEADS, HIDDEN = 2, 4, 32

@@ -1,4 +1,4 @@
-"""shrink.guard: a job over its memory or time request stops with a message naming the rule and the
+"""shrink.core.guard: a job over its memory or time request stops with a message naming the rule and the
 config key to raise; jobs SLURM killed are found in the executor plugin's logs."""
 
 import os
@@ -13,24 +13,25 @@ from types import SimpleNamespace
 
 import pytest
 
-from shrink import guard
-from shrink.guard import Guard, SlurmKill, slurm_kills, slurm_message
+from shrink.core import guard
+from shrink.core.guard import Guard, SlurmKill, slurm_kills, slurm_message
 
 
 def run_job(body, mem_mb=None, runtime=None, grace=30):
-    """Run `body` as the step of a workflow script (shrink.steps.run) of rule train_teacher, group
+    """Run `body` as the step of a workflow script (shrink.core.harness.run) of rule train_teacher, group
     train, in a fresh process; the guard checks every 0.1 s."""
     code = textwrap.dedent("""
         import subprocess, sys, time
         from types import SimpleNamespace
-        from shrink import guard, steps
+        from shrink.core import guard
+        from shrink.core.harness import run
         guard.INTERVAL, guard.GRACE = 0.1, {grace}
 
         def step(smk):
         {body}
 
         resources = SimpleNamespace(mem_mb={mem_mb}, runtime={runtime}, resource_group="train")
-        steps.run(step, SimpleNamespace(rule="train_teacher", log=[], resources=resources))
+        run(step, SimpleNamespace(rule="train_teacher", log=[], resources=resources))
         print("step finished")
     """).format(grace=grace, body=textwrap.indent(textwrap.dedent(body), "    "), mem_mb=mem_mb, runtime=runtime)
     env = {k: v for k, v in os.environ.items() if k not in (guard.ENV, "SHRINK_GUARD")}
@@ -126,7 +127,7 @@ def test_nothing_to_guard(monkeypatch):
         assert g is None
     monkeypatch.delenv("SHRINK_GUARD")
     # A child of a guarded process is not guarded twice (its ancestor's guard counts its memory).
-    child = ("import sys; from types import SimpleNamespace as S; from shrink import guard\n"
+    child = ("import sys; from types import SimpleNamespace as S; from shrink.core import guard\n"
              "with guard.watch('r', S(mem_mb=10 ** 6, runtime=60)) as g:\n    sys.exit(0 if g is None else 3)")
     r = subprocess.run([sys.executable, "-c", child], env={**os.environ, guard.ENV: str(os.getpid())})
     assert r.returncode == 0

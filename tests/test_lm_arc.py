@@ -8,12 +8,22 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-
-from shrink.errors import ConfigError, DataError
-from shrink.lm.arc import (MCSettings, accuracy_with_ci, choose, evaluate_mc, finetune_mc, format_option,
-                           format_prompt, length_baselines, load_arc, option_logprobs,
-                           sample_items)
 from test_lm_sorting import TinyGRU
+
+from shrink.core.errors import ConfigError, DataError
+from shrink.lm.arc import (
+    MCSettings,
+    accuracy_with_ci,
+    choose,
+    evaluate_mc,
+    finetune_mc,
+    format_option,
+    format_prompt,
+    length_baselines,
+    load_arc,
+    option_logprobs,
+    sample_items,
+)
 
 ARC_DIR = Path(os.environ.get("ARC_EASY_DIR", Path(__file__).resolve().parents[2] / "shared/data/arc_easy"))
 

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from shrink.errors import ConfigError, DataError
-from shrink.lm.clean import ORDER, clean_documents, read_documents, resolve_settings, split_by_document
+from shrink.core.errors import ConfigError, DataError
+from shrink.lm.clean import (
+    ORDER,
+    clean_documents,
+    read_documents,
+    resolve_settings,
+    split_by_document,
+)
 
 BOOKS = Path(os.environ.get("POLISH_LM_DIR", Path(__file__).resolve().parents[2] / "shared/data/polish_lm"))
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shrink.errors import ConfigError, ShrinkError
+from shrink.core.errors import ConfigError, ShrinkError
 from shrink.lm.models import ARCHS, build, count_params, fit_width
 
 VOCAB, BLOCK, WIDTH = 64, 32, 16

@@ -4,11 +4,20 @@ import pytest
 import torch
 from torch import nn
 
-from shrink.errors import ConfigError, ShrinkError
+from shrink.core.errors import ConfigError, ShrinkError
 from shrink.lm import sorting
 from shrink.lm.models.common import CausalLM
-from shrink.lm.sorting import (IGNORE, SortSettings, evaluate_sorter, eval_inputs, make_batch, pad_id, score,
-                               sep_id, train_sorter)
+from shrink.lm.sorting import (
+    IGNORE,
+    SortSettings,
+    eval_inputs,
+    evaluate_sorter,
+    make_batch,
+    pad_id,
+    score,
+    sep_id,
+    train_sorter,
+)
 
 
 class TinyGRU(CausalLM):

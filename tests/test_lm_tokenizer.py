@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from shrink.errors import ConfigError, ShrinkError
+from shrink.core.errors import ConfigError, ShrinkError
 from shrink.lm import tokenizer as tk
 
 POLISH = [

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shrink.errors import ConfigError
+from shrink.core.errors import ConfigError
 from shrink.lm.data import BlockSampler, sequential_windows
 from shrink.lm.metrics import bits_per_char, perplexity, split_nll, split_nll_by_probs
 from shrink.lm.models import build

@@ -5,7 +5,6 @@ import math
 
 import pandas as pd
 import pytest
-
 from conftest import LM_CONFIG, completed_run, snakemake
 from test_workflow import planned_jobs
 

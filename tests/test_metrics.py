@@ -1,9 +1,9 @@
-"""Tests for shrink.metrics: entity scores (seqeval) and word-level predictions."""
+"""Tests for shrink.ner.metrics: entity scores (seqeval) and word-level predictions."""
 
 import pytest
 from seqeval.metrics import f1_score, precision_score, recall_score
 
-from shrink.metrics import entity_scores, gold_tags, predict_tags
+from shrink.ner.metrics import entity_scores, gold_tags, predict_tags
 
 CASES = [
     # (y_true, y_pred, precision, recall, f1)
@@ -74,7 +74,7 @@ LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from shrink.models import minilm_path
+    from shrink.core.encoders import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path())
 
@@ -93,8 +93,8 @@ def tiny_model(tokenizer):
 def make_dataset(tokenizer, sentences, max_length):
     from datasets import Dataset
 
-    from shrink.conll import Sentence
-    from shrink.tokens import encode_split
+    from shrink.ner.conll import Sentence
+    from shrink.ner.tokens import encode_split
 
     sents = [Sentence(toks, tags, 1) for toks, tags in sentences]
     return Dataset.from_dict(encode_split(sents, tokenizer, LABELS, max_length, label_all_tokens=False))

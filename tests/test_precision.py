@@ -9,14 +9,14 @@ import warnings
 
 import pytest
 import torch
-
-from shrink import precision
-from shrink.errors import ConfigError
-from shrink.metrics import predict_tags
-from shrink.models import build_token_classifier
-from shrink.precision import check_config, config_precisions, resolve
-from shrink.train import TrainConfig, train_token_classifier
 from test_train import TINY, make_data
+
+from shrink.core import precision
+from shrink.core.errors import ConfigError
+from shrink.core.precision import check_config, config_precisions, resolve
+from shrink.ner.metrics import predict_tags
+from shrink.ner.models import build_token_classifier
+from shrink.ner.train import TrainConfig, train_token_classifier
 
 
 @pytest.fixture(autouse=True)
@@ -60,7 +60,7 @@ def test_native_bf16_needs_amx_or_avx512_bf16_as_well_as_onednn(monkeypatch):
 def test_avx2_emulation_turns_native_bf16_off():
     """The documented way to reproduce an AVX2-only CPU really changes torch's answer and auto's choice."""
     env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    code = ("import json, torch; from shrink import precision as p; print(json.dumps([p.cpu_capability(), "
+    code = ("import json, torch; from shrink.core import precision as p; print(json.dumps([p.cpu_capability(), "
             "p.cpu_bf16_native(), p.resolve('auto', 'cpu', 'k'), p.machine()]))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     capability, native, resolved, machine = json.loads(out.stdout)

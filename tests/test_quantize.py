@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from shrink.methods.quantize import (STATE_FILE, int8_size_bytes, is_quantized_linear, load_quantized,
-                                     quantize_int8, save_quantized)
+from shrink.methods.quantize import (
+    STATE_FILE,
+    int8_size_bytes,
+    is_quantized_linear,
+    load_quantized,
+    quantize_int8,
+    save_quantized,
+)
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from shrink.errors import ConfigError
-from shrink.recipes import plan, recipe_string
+from shrink.core.errors import ConfigError
+from shrink.ner.recipes import plan, recipe_string
 
 
 def cfg(**variants):
@@ -78,7 +78,7 @@ def test_a_shared_step_keeps_the_first_spelling_of_its_settings():
 
 
 def test_format_step_shows_nested_settings():
-    from shrink.recipes import format_step
+    from shrink.ner.recipes import format_step
 
     assert (format_step("distill", {"student": {"layers": 2}, "intermediate": {"hidden_weight": 1.0}, "epochs": 3})
             == "distill(student={layers: 2}, intermediate={hidden_weight: 1.0}, epochs=3)")

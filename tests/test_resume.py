@@ -9,7 +9,6 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import REPO, TEST_CONFIG
 
 pytestmark = pytest.mark.slow

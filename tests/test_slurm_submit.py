@@ -5,7 +5,6 @@ a rule cannot pass by chance), and a GPU is requested exactly when a rule trains
 import re
 
 import pytest
-
 from conftest import planned_resources, sbatch_line, snakemake
 
 RESOURCES = {"default": {"threads": 1, "mem_mb": 1111, "runtime": 11},

@@ -5,8 +5,15 @@ import copy
 import pytest
 import torch
 
-from shrink.methods.sparsegpt import (LayerStats, magnitude_prune, prune_bert, prune_layers, relative_error,
-                                      sparsegpt_prune, wanda_prune)
+from shrink.methods.sparsegpt import (
+    LayerStats,
+    magnitude_prune,
+    prune_bert,
+    prune_layers,
+    relative_error,
+    sparsegpt_prune,
+    wanda_prune,
+)
 
 torch.set_num_threads(1)
 

@@ -1,9 +1,15 @@
-"""Tests for shrink.tokens: word/sub-token label alignment."""
+"""Tests for shrink.ner.tokens: word/sub-token label alignment."""
 
 import pytest
 
-from shrink.conll import Sentence
-from shrink.tokens import IGNORE, align_labels, begin_to_inside, encode_split, first_subtoken_positions
+from shrink.ner.conll import Sentence
+from shrink.ner.tokens import (
+    IGNORE,
+    align_labels,
+    begin_to_inside,
+    encode_split,
+    first_subtoken_positions,
+)
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-PER", "I-PER"]
 IDX = {lab: i for i, lab in enumerate(LABELS)}
@@ -59,7 +65,7 @@ def test_first_subtoken_positions_with_truncation():
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from shrink.models import minilm_path
+    from shrink.core.encoders import minilm_path
 
     tok = AutoTokenizer.from_pretrained(minilm_path())
     assert tok.is_fast

@@ -7,12 +7,13 @@ import torch
 from datasets import Dataset
 from transformers import AutoTokenizer
 
-from shrink.conll import label_list, read_conll
-from shrink.errors import ConfigError, TrainingError
-from shrink.models import build_token_classifier, minilm_path
-from shrink.synthetic import write_corpus
-from shrink.tokens import encode_split
-from shrink.train import TrainConfig, train_token_classifier
+from shrink.core.encoders import minilm_path
+from shrink.core.errors import ConfigError, TrainingError
+from shrink.ner.conll import label_list, read_conll
+from shrink.ner.models import build_token_classifier
+from shrink.ner.synthetic import write_corpus
+from shrink.ner.tokens import encode_split
+from shrink.ner.train import TrainConfig, train_token_classifier
 
 TINY = {"preset": "tiny", "architecture": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}}
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from shrink.errors import ConfigError
+from shrink.core.errors import ConfigError
+from shrink.translation.jobs import resolve_dir
 from shrink.translation.model import Seq2SeqConfig
-from shrink.translation.steps import resolve_dir
 from shrink.translation.train import Seq2SeqTrainConfig, lr_lambda
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from shrink.errors import ConfigError, DataError
+from shrink.core.errors import ConfigError, DataError
 from shrink.translation.corpus import (
     FILTERS,
     FLAGS,
@@ -332,8 +332,8 @@ def test_vocab_config_errors(texts):
 
 
 def test_raw_splits_with_holdout_carve_one_train_corpus(tmp_path):
-    from shrink.errors import ShrinkError
-    from shrink.translation.steps import read_raw_splits
+    from shrink.core.errors import ShrinkError
+    from shrink.translation.jobs import read_raw_splits
 
     def corpus(name, n):
         return write(tmp_path, name, "".join(f"{name} {i}\n" for i in range(n)).encode(),

@@ -3,10 +3,21 @@
 import pytest
 import torch
 
-from shrink.errors import TrainingError
+from shrink.core.errors import TrainingError
 from shrink.translation.decode import beam_search, greedy
-from shrink.translation.model import Seq2Seq, Seq2SeqConfig, load_model, make_batch, save_model
-from shrink.translation.prune import EncoderHeadGates, assert_unchanged, prune_encoder_heads, snapshot
+from shrink.translation.model import (
+    Seq2Seq,
+    Seq2SeqConfig,
+    load_model,
+    make_batch,
+    save_model,
+)
+from shrink.translation.prune import (
+    EncoderHeadGates,
+    assert_unchanged,
+    prune_encoder_heads,
+    snapshot,
+)
 from shrink.translation.vocab import EOS_ID, PAD_ID
 
 V = 40

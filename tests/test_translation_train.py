@@ -6,8 +6,8 @@ import torch
 
 from shrink.translation import scoring
 from shrink.translation import train as train_mod
-from shrink.translation.decode import translate
 from shrink.translation.corpus import clean_splits, synthetic_corpus
+from shrink.translation.decode import translate
 from shrink.translation.evaluate import copy_baseline, evaluate_translation
 from shrink.translation.model import Seq2Seq, Seq2SeqConfig, save_model
 from shrink.translation.shards import TokenizedPairs

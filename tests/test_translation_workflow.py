@@ -6,7 +6,6 @@ import time
 
 import pandas as pd
 import pytest
-
 from conftest import TRANSLATION_CONFIG, copy_workflow, snakemake
 from test_workflow import planned_jobs
 

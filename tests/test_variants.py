@@ -3,12 +3,17 @@
 import pytest
 import torch
 
-from shrink.methods.factorize import choose_ranks, factorize_embeddings, factorize_linears
-from shrink.methods.features import FeatureTagger
-from shrink.methods.heads import prune_bert_heads
+from shrink.methods.attention_heads import prune_bert_heads
+from shrink.methods.factorize import (
+    choose_ranks,
+    factorize_embeddings,
+    factorize_linears,
+)
+from shrink.methods.feature_based import FeatureTagger
+from shrink.methods.ops import record_op
 from shrink.methods.quantize import quantize_int8
 from shrink.methods.sharing import share_layers
-from shrink.variants import load_model, record_op, save_model
+from shrink.ner.variants import load_model, save_model
 
 torch.set_num_threads(1)
 

@@ -8,7 +8,6 @@ import time
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import TEST_CONFIG, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow

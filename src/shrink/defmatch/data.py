@@ -15,7 +15,7 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, ShrinkError
+from ..core.errors import ConfigError, DataError, ShrinkError
 
 LABELS = {"T": 1, "F": 0}
 

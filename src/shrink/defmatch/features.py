@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, ShrinkError
-from ..precision import autocast
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError, ShrinkError
+from ..core.precision import autocast
 
 LAYERS = ("sum_last4", "last", "concat_last4", "mean_all", "second_to_last")
 LAYERS_KEY = "definition_match.features.layers"
@@ -91,7 +91,7 @@ def _definition_batch(batch, model, tokenizer, layers, device, prefix_target):
 def encode(items, model, tokenizer, layers="sum_last4", batch_size=32, prefix_target=False, progress=True,
            precision="fp32"):
     """dict(word=(n, d'), definition=(n, d')) float32 CPU tensors for `items` (from data.read_split);
-    `precision` is a resolved one (shrink.precision) for the encoder's forward passes."""
+    `precision` is a resolved one (shrink.core.precision) for the encoder's forward passes."""
     check_layers(layers, model.config.num_hidden_layers)
     if not tokenizer.is_fast:
         raise ShrinkError("encode needs a fast tokenizer (word_ids maps word-pieces back to words)")

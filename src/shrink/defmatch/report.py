@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_text
+from ..core.atomic import write_text
 
 
 def _results(paths):
@@ -34,7 +34,7 @@ def write_tables(paths, out_csv, out_md):
 
 
 def plot_curves(curve_paths, out):
-    from ..plots import _save, plt
+    from ..core.figures import plt, save_figure
 
     frames = {(Path(p).parent.name, Path(p).stem): pd.read_csv(p) for p in curve_paths}
     layers = sorted({k[0] for k in frames})
@@ -51,11 +51,11 @@ def plot_curves(curve_paths, out):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle("Learning curves; dots mark the epoch kept (best validation accuracy)")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_size_curves(result_paths, out):
-    from ..plots import _save, plt
+    from ..core.figures import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for r in _results(result_paths):
@@ -64,11 +64,11 @@ def plot_size_curves(result_paths, out):
     ax.set(xlabel="training items", ylabel="validation accuracy", title="Accuracy against training-set size")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_accuracy(result_paths, out):
-    from ..plots import _save, plt
+    from ..core.figures import plt, save_figure
 
     results = _results(result_paths)
     labels = [f"{r['layers']}\n{r['head']}" for r in results]
@@ -78,7 +78,7 @@ def plot_accuracy(result_paths, out):
     ax.set_xticks(range(len(results)), labels, rotation=60, fontsize=6)
     ax.set(ylabel="test (dev) accuracy", title="Definition matching: test accuracy per features and head")
     ax.legend(fontsize=7)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def write_report(table_md, figures, out):

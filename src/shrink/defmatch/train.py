@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError, TrainingError, reject_unknown_keys
+from ..core.errors import ConfigError, TrainingError, reject_unknown_keys
 
 
 @dataclass

@@ -18,7 +18,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ConfigError, DataError, ShrinkError, TrainingError, reject_unknown_keys, require_at_least_one
+from ..core.errors import (
+    ConfigError,
+    DataError,
+    ShrinkError,
+    TrainingError,
+    reject_unknown_keys,
+    require_at_least_one,
+)
 
 Z95 = 1.959963984540054
 

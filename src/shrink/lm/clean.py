@@ -23,7 +23,7 @@ import re
 import unicodedata
 from pathlib import Path
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 ORDER = ("normalize", "http_error", "quality", "publisher", "isbn", "min_chars")
 

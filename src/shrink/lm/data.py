@@ -8,8 +8,8 @@ seeded generator, so every architecture trained with the same seed sees exactly 
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import ShrinkError
+from ..core.atomic import atomic_path
+from ..core.errors import ShrinkError
 
 
 def save_tokens(path, ids):

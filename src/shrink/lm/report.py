@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import write_text
-from ..errors import ShrinkError
+from ..core.atomic import write_text
+from ..core.errors import ShrinkError
 
 
 def _load(paths):
@@ -110,7 +110,7 @@ def write_tables(smk):
 
 
 def write_plots(smk):
-    from ..plots import _save, plt
+    from ..core.figures import plt, save_figure
 
     main, runs = smk.params.main, [tuple(r) for r in smk.params.runs]
     evals = {r: pd.read_csv(p) for r, p in zip(runs, smk.input.evals)}
@@ -126,7 +126,7 @@ def write_plots(smk):
         ax.set(xlabel=label, ylabel="loss (nats/token)", title=f"Loss against {label} ({main})")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, ncol=2)
-        _save(fig, getattr(smk.output, name))
+        save_figure(fig, getattr(smk.output, name))
     fig, ax = plt.subplots(figsize=(6.4, 3.2))
     for (tok, arch), df in steps.items():
         if tok == main:
@@ -134,7 +134,7 @@ def write_plots(smk):
     ax.set(xlabel="optimizer step", ylabel="learning rate", title="Learning rate")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, smk.output.lr)
+    save_figure(fig, smk.output.lr)
     tok = pd.read_csv(smk.input.tokenizers)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
     for ax, col, ylabel in zip(axes, ("val_bits_per_char", "train_chars_per_s"),
@@ -145,7 +145,7 @@ def write_plots(smk):
         ax.set(xscale="log", xlabel="vocabulary size", ylabel=ylabel)
         ax.grid(alpha=0.3)
     fig.suptitle("Tokenizer: vocabulary size against loss and speed (transformer, same budget)")
-    _save(fig, smk.output.tokenizers)
+    save_figure(fig, smk.output.tokenizers)
     if smk.input.sorting:
         results = _load(smk.input.sorting)
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
@@ -158,7 +158,7 @@ def write_plots(smk):
         for ax in (a1, a2):
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        _save(fig, smk.output.sorting_by_length)
+        save_figure(fig, smk.output.sorting_by_length)
         fig, ax = plt.subplots(figsize=(6.4, 3.8))
         for r in results:
             longest = max(r["by_length"], key=lambda row: row["length"])
@@ -168,7 +168,7 @@ def write_plots(smk):
                title=f"Sorting N={longest['length']}: accuracy by position")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        _save(fig, smk.output.sorting_by_position)
+        save_figure(fig, smk.output.sorting_by_position)
 
 
 def write_report(smk):

@@ -16,7 +16,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..errors import ConfigError, ShrinkError, TrainingError, reject_unknown_keys, require_at_least_one
+from ..core.errors import (
+    ConfigError,
+    ShrinkError,
+    TrainingError,
+    reject_unknown_keys,
+    require_at_least_one,
+)
 
 IGNORE = -100
 

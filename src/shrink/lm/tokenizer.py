@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, ShrinkError
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError, ShrinkError
 
 EOT = "<|endoftext|>"
 

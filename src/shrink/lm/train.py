@@ -15,9 +15,14 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, TrainingError, reject_unknown_keys, require_at_least_one
-from ..precision import autocast, grad_scaler, resolve
+from ..core.atomic import atomic_path
+from ..core.errors import (
+    ConfigError,
+    TrainingError,
+    reject_unknown_keys,
+    require_at_least_one,
+)
+from ..core.precision import autocast, grad_scaler, resolve
 from .data import BlockSampler, fixed_batches
 
 
@@ -36,7 +41,7 @@ class LMTrainConfig:
     checkpoint_every: int = 200
     log_every: int = 10
     device: str = "cpu"     # cuda: the model and batches move to the GPU
-    precision: str = "auto"  # of training and its loss estimates; resolved by from_dict (shrink.precision)
+    precision: str = "auto"  # of training and its loss estimates; resolved by from_dict (shrink.core.precision)
 
     @classmethod
     def from_dict(cls, d, prefix="lm.train"):

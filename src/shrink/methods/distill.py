@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..distributed import global_mean
-from ..errors import ConfigError
-from ..models import count_parameters
+from ..core.distributed import global_mean
+from ..core.errors import ConfigError
+from ..core.model_size import count_parameters
 from .factorize import factorize_embeddings
 
 _kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
@@ -42,7 +42,7 @@ class TeacherLogits:
     @classmethod
     @torch.no_grad()
     def compute(cls, teacher, dataset, tokenizer, batch_size=64, device="cpu"):
-        from ..batching import Padder, sequential_batches
+        from ..core.batching import Padder, sequential_batches
 
         teacher.eval()
         pad, lengths = Padder(tokenizer), list(dataset["length"])

@@ -12,11 +12,16 @@ import copy
 import torch
 from torch import nn
 
-from ..distributed import global_mean
-from ..variants import record_op
+from ..core.distributed import global_mean
+from .attention_heads import (
+    attach_bert_head_gates,
+    head_scales,
+    heads_kept,
+    prune_bert_heads,
+)
 from .distill import TeacherLogits, kd_loss
 from .gates import HardConcreteGates
-from .heads import attach_bert_head_gates, head_scales, heads_kept, prune_bert_heads
+from .ops import record_op
 
 
 class HeadGateObjective(nn.Module):
@@ -72,7 +77,7 @@ class HeadGateObjective(nn.Module):
 
 
 def train_head_gates(ctx):
-    from ..models import count_parameters
+    from ..core.model_size import count_parameters
 
     s = ctx.settings
     model = ctx.load_parent()

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_dir
+from ..core.atomic import atomic_dir
 
 STATE_FILE = "int8_state.pt"
 _PACKED = "._packed_params._packed_params"

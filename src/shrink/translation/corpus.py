@@ -12,8 +12,8 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..atomic import atomic_path
-from ..errors import ConfigError, DataError, reject_unknown_keys
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError, DataError, reject_unknown_keys
 
 SPLITS = ("train", "validation", "test")
 # Every filter that drops a pair, in the order they are applied (a pair counts under the first it fails).

@@ -6,10 +6,9 @@ per layer, and the cross-attention keys/values of the source are computed once.
 
 import torch
 
-from ..batching import sequential_batches
+from ..core.batching import sequential_batches
 from .model import make_batch
 from .vocab import BOS_ID, EOS_ID, PAD_ID
-
 
 NEVER = [PAD_ID, BOS_ID]  # never a continuation: padding ends a row, <s> only starts one
 

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ..batching import sequential_batches
+from ..core.batching import sequential_batches
 from .decode import translate
 from .model import MODEL_FILE, make_batch
 from .scoring import score

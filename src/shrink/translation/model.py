@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..atomic import atomic_dir
-from ..errors import ConfigError, reject_unknown_keys
+from ..core.atomic import atomic_dir
+from ..core.errors import ConfigError, reject_unknown_keys
 from .vocab import BOS_ID, EOS_ID, PAD_ID
 
 MODEL_FILE, CONFIG_FILE = "model.pt", "config.json"

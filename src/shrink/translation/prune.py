@@ -10,9 +10,9 @@ values folded into the output projection, so the pruned model computes what the 
 import torch
 from torch import nn
 
-from ..errors import TrainingError
+from ..core.errors import TrainingError
+from ..methods.attention_heads import head_scales, heads_kept, slice_linear
 from ..methods.gates import GatedHeads, HardConcreteGates
-from ..methods.heads import head_scales, heads_kept, slice_linear
 from .model import Attention
 
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_path, write_text
-from ..compression_plots import gate_gif, plot_gate_curves
-from ..plots import _save, plt
+from ..core.atomic import atomic_path, write_text
+from ..core.figures import plt, save_figure
+from ..methods.gate_plots import gate_gif, plot_gate_curves
 
 TEACHER, BASELINE = "teacher", "copy_source"
 
@@ -123,7 +123,7 @@ def plot_loss(steps_csv, evals_csv, out, title="Teacher"):
         ax.plot(steps["step"], steps["task"].rolling(10, min_periods=1).mean(), label="train task loss, mean of 10")
     _curves(ax, evals, "step", ["val_loss"], ["validation cross-entropy"])
     ax.set(xlabel="optimizer step", ylabel="loss per token", title=f"{title}: loss")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_lr(steps_csv, out, title="Teacher"):
@@ -131,7 +131,7 @@ def plot_lr(steps_csv, out, title="Teacher"):
     fig, ax = plt.subplots(figsize=(6.4, 3.4))
     _curves(ax, steps, "step", ["lr"], ["learning rate"])
     ax.set(xlabel="optimizer step", ylabel="learning rate", title=f"{title}: learning-rate schedule")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_bleu(evals_csv, out, title="Teacher", teacher_evals=None):
@@ -148,7 +148,7 @@ def plot_bleu(evals_csv, out, title="Teacher", teacher_evals=None):
         twin.set_ylabel("encoder heads open (grey)")
         twin.set_ylim(0, None)
     ax.set(xlabel="optimizer step", ylabel="score (greedy, validation subset)", title=f"{title}: BLEU")
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def plot_heads_bleu(metric_paths, prune_reports, out):
@@ -172,7 +172,7 @@ def plot_heads_bleu(metric_paths, prune_reports, out):
            title="Encoder-head pruning: BLEU against heads removed")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, out)
+    save_figure(fig, out)
 
 
 def _figure(smk, fn, *inputs, **kw):

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_path
+from ..core.atomic import atomic_path
 
 
 def _pack(rows):

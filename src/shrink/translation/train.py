@@ -17,11 +17,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_dir
-from ..batching import sequential_batches, token_budget_batches
-from ..errors import ConfigError, TrainingError, reject_unknown_keys
-from ..precision import autocast, grad_scaler, resolve
-from ..train import rng_state, seed_everything, set_rng_state, write_csv
+from ..core.atomic import atomic_dir, write_csv
+from ..core.batching import sequential_batches, token_budget_batches
+from ..core.errors import ConfigError, TrainingError, reject_unknown_keys
+from ..core.precision import autocast, grad_scaler, resolve
+from ..core.seeding import rng_state, seed_everything, set_rng_state
 from .model import make_batch
 from .scoring import score
 from .vocab import PAD_ID
@@ -38,7 +38,7 @@ class Seq2SeqTrainConfig:
     label_smoothing: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
-    precision: str = "auto"  # resolved by from_dict (shrink.precision)
+    precision: str = "auto"  # resolved by from_dict (shrink.core.precision)
     device: str = "cpu"
     eval_every: int = 500
     val_bleu_sentences: int = 300

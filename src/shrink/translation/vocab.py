@@ -6,10 +6,17 @@ One vocabulary serves both languages so source and target share embeddings. Byte
 
 from collections.abc import Iterable
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
-from ..atomic import atomic_path
-from ..errors import ConfigError
+from ..core.atomic import atomic_path
+from ..core.errors import ConfigError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = [PAD, BOS, EOS, UNK]  # trainers add special tokens first, so their ids are 0..3

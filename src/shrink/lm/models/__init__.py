@@ -12,7 +12,7 @@ to the input embedding, so the embedding takes the same share of a parameter bud
 
 import torch
 
-from ...errors import ConfigError, ShrinkError
+from ...core.errors import ConfigError, ShrinkError
 from . import bdh, gru, reflex, transformer
 from .common import resolve_settings
 

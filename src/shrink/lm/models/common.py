@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ...errors import ConfigError, ShrinkError
+from ...core.errors import ConfigError, ShrinkError
 
 
 def _count(v, low):
