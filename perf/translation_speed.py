@@ -19,7 +19,7 @@ import torch
 
 from shrink.core.batching import sequential_batches
 from shrink.translation.decode import greedy
-from shrink.translation.model import load_model, make_batch
+from shrink.translation.model import load_seq2seq, make_batch
 from shrink.translation.shards import TokenizedPairs
 
 
@@ -41,7 +41,7 @@ def main():
     root = Path(args.results)
     names = ["teacher"] + sorted((p.name for p in (root / "models").glob("heads_l*")),
                                  key=lambda n: -float(n.removeprefix("heads_l")))
-    models = {n: load_model(root / "models" / n) for n in names}
+    models = {n: load_seq2seq(root / "models" / n) for n in names}
     src = TokenizedPairs.load(root / "data" / "tokenized" / "test.npz").src
     enc_batches = [make_batch([src[i] for i in idx])["src"] for idx in sequential_batches([len(s) for s in src], 64)]
     dec_batches = [make_batch([src[i] for i in idx])["src"]

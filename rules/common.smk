@@ -7,9 +7,11 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 from shrink.core.errors import ShrinkError
+from shrink.core.splits import SPLITS
 from shrink.core.precision import check_config
 from shrink.ner.recipes import METHODS, plan, recipe_string
-from shrink.ner.hub import resolve_conll_dir
+from shrink.core.data_dirs import data_source
+from shrink.ner.hub import ENV_VAR as CONLL_ENV_VAR, resolve_conll_dir
 
 min_version("9.0")
 
@@ -24,7 +26,6 @@ for _task in ("translation", "lm", "definition_match"):
         raise WorkflowError(f"config key 'task' is {_task} but there is no '{_task}' section "
                             f"(use --configfile config/{_task}.yaml)")
 
-SPLITS = ["train", "validation", "test"]
 # Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "shrink"
 NER_PACKAGE = PACKAGE_DIR / "ner"
@@ -35,26 +36,19 @@ TEACHER = "teacher"
 MODELS = [TEACHER]
 
 
-def data_source():
-    """'local', 'hub' or 'synthetic', and the local folder when there is one."""
-    source = config["data"]["source"]
-    if source == "synthetic":
-        return source, None
+def ner_source():
+    """'local' (with the folder, whose three split files exist), 'hub' or 'synthetic'."""
+    data = config["data"]
     try:
-        folder = resolve_conll_dir(config["data"].get("conll_dir"))
+        source, _ = data_source(data["source"], data.get("conll_dir"), "data.conll_dir", CONLL_ENV_VAR, "hub")
+        # resolved again to check the three split files, naming the key or variable that gave the folder
+        return source, resolve_conll_dir(data.get("conll_dir")) if source == "local" else None
     except ShrinkError as e:
         raise WorkflowError(str(e))
-    if source == "local" and folder is None:
-        raise WorkflowError(
-            "config key 'data.source' is local but neither data.conll_dir nor CONLL2003_DIR is set"
-        )
-    if source == "hub" or folder is None:
-        return "hub", None
-    return "local", folder
 
 
 # The CoNLL source is resolved for the NER task only: a stale CONLL2003_DIR must not stop a translation run.
-SOURCE, CONLL_DIR = data_source() if config["task"] == "ner" else (None, None)
+SOURCE, CONLL_DIR = ner_source() if config["task"] == "ner" else (None, None)
 
 
 def raw_split(split):
@@ -85,6 +79,12 @@ def res(group, key):
     if value is None:
         raise WorkflowError(f"config key 'resources.{group}.{key}' (or resources.default.{key}) is not set")
     return value
+
+
+def group_resources(group):
+    """A rule's resources from its config group: memory and time (threads go in `threads:`), and the
+    group's name, which no scheduler counts but which lets shrink.core.guard name the key to raise."""
+    return {"resource_group": group, "mem_mb": res(group, "mem_mb"), "runtime": res(group, "runtime")}
 
 
 def train_gpus():

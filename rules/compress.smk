@@ -12,16 +12,15 @@ rule teacher_logits:
         "results/logs/teacher_logits.log",
     threads: res("evaluate", "threads")
     resources:
-        resource_group="evaluate",
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **group_resources("evaluate"),
     conda:
         "../envs/train.yaml"
     script:
         "../workflow/scripts/ner.py"
 
 
-for _method, (_, _trains) in METHODS.items():
+for _method, _spec in METHODS.items():
+    _trains = _spec.trains
     _group = "train" if _trains else "evaluate"
 
     rule:
@@ -45,9 +44,7 @@ for _method, (_, _trains) in METHODS.items():
             f"results/logs/{_method}-{{hash}}.log",
         threads: res(_group, "threads")
         resources:
-            resource_group=_group,
-            mem_mb=res(_group, "mem_mb"),
-            runtime=res(_group, "runtime"),
+            **group_resources(_group),
             **train_tasks(_trains),
         conda:
             "../envs/train.yaml"

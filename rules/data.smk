@@ -16,9 +16,7 @@ if SOURCE != "local":
             "results/logs/get_raw_data.log",
         threads: res("data", "threads")
         resources:
-            resource_group="data",
-            mem_mb=res("data", "mem_mb"),
-            runtime=res("data", "runtime"),
+            **group_resources("data"),
         conda:
             "../envs/data.yaml"
         script:
@@ -43,9 +41,7 @@ rule clean_data:
         "results/logs/clean_data.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/data.yaml"
     script:
@@ -65,9 +61,7 @@ rule tokenize:
         "results/logs/tokenize.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/train.yaml"
     script:

@@ -15,9 +15,7 @@ if DM_SOURCE == "synthetic":
             f"{DM_OUT}/logs/get_raw.log",
         threads: res("data", "threads")
         resources:
-            resource_group="data",
-            mem_mb=res("data", "mem_mb"),
-            runtime=res("data", "runtime"),
+            **group_resources("data"),
         conda:
             "../envs/definition_match.yaml"
         script:
@@ -39,9 +37,7 @@ rule dm_features:
         f"{DM_OUT}/logs/features_{{layers}}.log",
     threads: res("evaluate", "threads")
     resources:
-        resource_group="evaluate",
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **group_resources("evaluate"),
     conda:
         "../envs/definition_match.yaml"
     script:
@@ -63,9 +59,7 @@ rule dm_train:
         f"{DM_OUT}/logs/train_{{layers}}_{{head}}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/definition_match.yaml"
     script:
@@ -83,9 +77,7 @@ rule dm_tables:
         f"{DM_OUT}/logs/tables.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -108,9 +100,7 @@ rule dm_plots:
         f"{DM_OUT}/logs/plots.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -127,9 +117,7 @@ rule dm_report:
         f"{DM_OUT}/logs/report.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:

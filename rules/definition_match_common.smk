@@ -1,5 +1,4 @@
 # Definition matching: settings, paths and input functions shared by rules/definition_match.smk.
-from shrink.core.data_dirs import resolve_data_dir
 
 DM = config.get("definition_match") or {}
 DM_OUT = "results/definition_match"
@@ -10,17 +9,13 @@ DM_RUNS = [f"{lay}/{head}" for lay in DM_LAYERS for head in DM_HEADS]
 
 
 def dm_source():
+    """('local', folder) of WiC-TSV (e.g. WIC_TSV_DIR=../shared/data/wic_tsv), or ('synthetic', None)."""
     data = DM.get("data", {})
-    if data.get("source") == "synthetic":
-        return "synthetic", None
     try:
-        folder = resolve_data_dir(data.get("dir"), "definition_match.data.dir", "WIC_TSV_DIR")[0]
+        return data_source(data.get("source", "auto"), data.get("dir"), "definition_match.data.dir", "WIC_TSV_DIR",
+                           "error")
     except ShrinkError as e:
         raise WorkflowError(str(e))
-    if folder is None:
-        raise WorkflowError("task definition_match needs WiC-TSV: set config key 'definition_match.data.dir' or "
-                            "WIC_TSV_DIR (e.g. ../shared/data/wic_tsv), or definition_match.data.source: synthetic")
-    return "local", folder
 
 
 DM_SOURCE, DM_DIR = dm_source() if config["task"] == "definition_match" else (None, None)

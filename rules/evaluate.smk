@@ -20,9 +20,7 @@ rule evaluate:
         "results/logs/evaluate_{model}.log",
     threads: res("evaluate", "threads")
     resources:
-        resource_group="evaluate",
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **group_resources("evaluate"),
     conda:
         "../envs/train.yaml"
     script:

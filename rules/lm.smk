@@ -16,9 +16,7 @@ if LM_SOURCE == "synthetic":
             f"{LM_OUT}/logs/get_raw.log",
         threads: res("data", "threads")
         resources:
-            resource_group="data",
-            mem_mb=res("data", "mem_mb"),
-            runtime=res("data", "runtime"),
+            **group_resources("data"),
         conda:
             "../envs/lm.yaml"
         script:
@@ -36,9 +34,7 @@ if ARC_SOURCE == "synthetic":
             f"{LM_OUT}/logs/get_arc.log",
         threads: res("data", "threads")
         resources:
-            resource_group="data",
-            mem_mb=res("data", "mem_mb"),
-            runtime=res("data", "runtime"),
+            **group_resources("data"),
         conda:
             "../envs/lm.yaml"
         script:
@@ -60,9 +56,7 @@ rule lm_clean:
         f"{LM_OUT}/logs/clean.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/lm.yaml"
     script:
@@ -80,9 +74,7 @@ rule lm_tokenizer:
         f"{LM_OUT}/logs/tokenizer_{{tok}}.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/lm.yaml"
     script:
@@ -102,9 +94,7 @@ rule lm_tokenize:
         f"{LM_OUT}/logs/tokenize_{{tok}}.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/lm.yaml"
     script:
@@ -133,9 +123,7 @@ rule lm_train:
         f"{LM_OUT}/logs/train_{{tok}}_{{arch}}.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
@@ -160,9 +148,7 @@ rule lm_evaluate:
         f"{LM_OUT}/logs/evaluate_{{tok}}_{{arch}}.log",
     threads: res("evaluate", "threads")
     resources:
-        resource_group="evaluate",
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **group_resources("evaluate"),
     conda:
         "../envs/lm.yaml"
     script:
@@ -183,9 +169,7 @@ rule lm_sorting:
         f"{LM_OUT}/logs/sorting_{{arch}}.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
@@ -210,9 +194,7 @@ rule lm_arc:
         f"{LM_OUT}/logs/arc_{{arch}}.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         gpu=lm_gpus(),
     conda:
         "../envs/lm.yaml"
@@ -237,9 +219,7 @@ rule lm_tables:
         f"{LM_OUT}/logs/tables.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -264,9 +244,7 @@ rule lm_plots:
         f"{LM_OUT}/logs/plots.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -287,9 +265,7 @@ rule lm_report:
         f"{LM_OUT}/logs/report.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:

@@ -1,5 +1,5 @@
 # Language-model task: settings, paths and input functions shared by rules/lm.smk.
-from shrink.core.data_dirs import resolve_data_dir
+from shrink.core.data_dirs import data_source
 
 LM = config.get("lm") or {}
 LM_OUT = "results/lm"
@@ -16,25 +16,18 @@ def lm_gpus():
     return 1 if LM.get("train", {}).get("device", "cpu") == "cuda" else 0
 
 
-def lm_folder(section, key, env_var):
-    """(source, folder) of a data section: local folder, synthetic, or None when absent and optional."""
-    source = section.get("source", "auto")
-    if source == "synthetic":
-        return "synthetic", None
+def lm_folder(section, key, env_var, fallback):
+    """(source, folder) of a data section: local folder, synthetic, or (None, None) when absent and optional."""
     try:
-        folder = resolve_data_dir(section.get("dir"), key, env_var)[0]
+        return data_source(section.get("source", "auto"), section.get("dir"), key, env_var, fallback)
     except ShrinkError as e:
         raise WorkflowError(str(e))
-    if folder is None and source == "local":
-        raise WorkflowError(f"config key '{key}' is not set and neither is {env_var}")
-    return ("local", folder) if folder else (None, None)
 
 
-LM_SOURCE, LM_DIR = lm_folder(LM.get("data", {}), "lm.data.dir", "POLISH_LM_DIR")
-if config["task"] == "lm" and LM_SOURCE is None:
-    raise WorkflowError("task lm needs text: set config key 'lm.data.dir' or POLISH_LM_DIR (e.g. "
-                        "../shared/data/polish_lm), or lm.data.source: synthetic")
-ARC_SOURCE, ARC_DIR = lm_folder(LM.get("arc") or {}, "lm.arc.dir", "ARC_EASY_DIR") if LM.get("arc") else (None, None)
+# text is required (e.g. POLISH_LM_DIR=../shared/data/polish_lm); ARC-Easy is optional
+LM_SOURCE, LM_DIR = (lm_folder(LM.get("data", {}), "lm.data.dir", "POLISH_LM_DIR", "error")
+                     if config["task"] == "lm" else (None, None))
+ARC_SOURCE, ARC_DIR = lm_folder(LM.get("arc") or {}, "lm.arc.dir", "ARC_EASY_DIR", None) if LM.get("arc") else (None, None)
 
 
 def lm_check_names():
@@ -61,7 +54,7 @@ def lm_raw_files(wildcards):
 def arc_files(wildcards):
     if ARC_SOURCE == "synthetic":
         return [f"{LM_OUT}/data/arc_raw"]
-    return [str(ARC_DIR / f"ARC-Easy-{s}.json") for s in ("train", "validation", "test")]
+    return [str(ARC_DIR / f"ARC-Easy-{s}.json") for s in SPLITS]
 
 
 def lm_run_outputs(kind):

@@ -26,9 +26,7 @@ rule summary_table:
         "results/logs/summary_table.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -59,9 +57,7 @@ rule plot_training_curve:
         "results/logs/plot_{kind}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -85,9 +81,7 @@ rule plot_per_type_f1:
         "results/logs/plot_per_type_f1_{model}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -117,9 +111,7 @@ rule plot_pareto:
         "results/logs/plot_pareto_{axis}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -144,9 +136,7 @@ rule plot_compress_losses:
         "results/logs/plot_compress_losses.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -171,9 +161,7 @@ rule plot_pruning:
         "results/logs/plot_pruning.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -198,9 +186,7 @@ rule plot_heads_f1:
         "results/logs/plot_heads_f1.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -228,9 +214,7 @@ rule plot_gates:
         "results/logs/plot_gates_{model}_{ext}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:

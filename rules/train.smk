@@ -17,9 +17,7 @@ rule train_teacher:
         f"results/logs/train_{TEACHER}.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         **train_tasks(),
     conda:
         "../envs/train.yaml"

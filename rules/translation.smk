@@ -16,9 +16,7 @@ if TR_SOURCE != "local":
             f"{TR_OUT}/logs/get_raw.log",
         threads: res("data", "threads")
         resources:
-            resource_group="data",
-            mem_mb=res("data", "mem_mb"),
-            runtime=res("data", "runtime"),
+            **group_resources("data"),
         conda:
             "../envs/translation.yaml"
         script:
@@ -45,9 +43,7 @@ rule tr_clean:
         f"{TR_OUT}/logs/clean.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/translation.yaml"
     script:
@@ -66,9 +62,7 @@ rule tr_vocab:
         f"{TR_OUT}/logs/vocab.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/translation.yaml"
     script:
@@ -89,9 +83,7 @@ rule tr_tokenize:
         f"{TR_OUT}/logs/tokenize.log",
     threads: res("data", "threads")
     resources:
-        resource_group="data",
-        mem_mb=res("data", "mem_mb"),
-        runtime=res("data", "runtime"),
+        **group_resources("data"),
     conda:
         "../envs/translation.yaml"
     script:
@@ -116,9 +108,7 @@ rule tr_train_teacher:
         f"{TR_OUT}/logs/train_teacher.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         gpu=train_gpus(),
     conda:
         "../envs/translation.yaml"
@@ -148,9 +138,7 @@ rule tr_prune:
         f"{TR_OUT}/logs/prune_l{{lam}}.log",
     threads: res("train", "threads")
     resources:
-        resource_group="train",
-        mem_mb=res("train", "mem_mb"),
-        runtime=res("train", "runtime"),
+        **group_resources("train"),
         gpu=train_gpus(),
     conda:
         "../envs/translation.yaml"
@@ -173,9 +161,7 @@ rule tr_evaluate:
         f"{TR_OUT}/logs/evaluate_{{model}}.log",
     threads: res("evaluate", "threads")
     resources:
-        resource_group="evaluate",
-        mem_mb=res("evaluate", "mem_mb"),
-        runtime=res("evaluate", "runtime"),
+        **group_resources("evaluate"),
     conda:
         "../envs/translation.yaml"
     script:
@@ -191,9 +177,7 @@ rule tr_copy_baseline:
         f"{TR_OUT}/logs/copy_baseline.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/translation.yaml"
     script:
@@ -222,9 +206,7 @@ rule tr_summary:
         f"{TR_OUT}/logs/summary.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:
@@ -252,9 +234,7 @@ rule tr_plot:
         f"{TR_OUT}/logs/plot_{{model}}_{{kind}}_{{ext}}.log",
     threads: res("default", "threads")
     resources:
-        resource_group="default",
-        mem_mb=res("default", "mem_mb"),
-        runtime=res("default", "runtime"),
+        **group_resources("default"),
     conda:
         "../envs/report.yaml"
     script:

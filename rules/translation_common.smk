@@ -12,23 +12,12 @@ TR_PACKAGE = PACKAGE_DIR / "translation"
 
 def translation_source():
     """(source, folder): a local folder of .en/.ru files, or the Hub or a synthetic corpus."""
-    from shrink.translation.jobs import resolve_dir
+    from shrink.translation.jobs import ENV_VAR
 
-    source = TR_DATA["source"]
-    if source in ("hub", "synthetic"):
-        return source, None
     try:
-        folder = resolve_dir(TR_DATA.get("dir"))
+        return data_source(TR_DATA["source"], TR_DATA.get("dir"), "translation.data.dir", ENV_VAR, "hub")
     except ShrinkError as e:
         raise WorkflowError(str(e))
-    if folder is None:
-        if source == "local":
-            raise WorkflowError(
-                "config key 'translation.data.source' is local but neither translation.data.dir "
-                "nor EN_RU_DIR is set"
-            )
-        return "hub", None
-    return "local", folder
 
 
 TR_SOURCE, TR_DIR = translation_source()

@@ -8,9 +8,9 @@ from shrink.translation.decode import beam_search, greedy
 from shrink.translation.model import (
     Seq2Seq,
     Seq2SeqConfig,
-    load_model,
+    load_seq2seq,
     make_batch,
-    save_model,
+    save_seq2seq,
 )
 from shrink.translation.prune import (
     EncoderHeadGates,
@@ -108,8 +108,8 @@ def test_pruned_model_computes_what_the_gated_model_did(tmp_path):
     with torch.no_grad():
         pruned = model(b["src"], b["tgt_in"])
     torch.testing.assert_close(pruned, gated, atol=1e-5, rtol=1e-4)
-    save_model(model, tmp_path / "m")
-    reloaded = load_model(tmp_path / "m")
+    save_seq2seq(model, tmp_path / "m")
+    reloaded = load_seq2seq(tmp_path / "m")
     assert reloaded.config.encoder_heads == [[1, 2], [0]]
     with torch.no_grad():
         torch.testing.assert_close(reloaded(b["src"], b["tgt_in"]), pruned)

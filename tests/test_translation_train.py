@@ -9,7 +9,7 @@ from shrink.translation import train as train_mod
 from shrink.translation.corpus import clean_splits, synthetic_corpus
 from shrink.translation.decode import translate
 from shrink.translation.evaluate import copy_baseline, evaluate_translation
-from shrink.translation.model import Seq2Seq, Seq2SeqConfig, save_model
+from shrink.translation.model import Seq2Seq, Seq2SeqConfig, save_seq2seq
 from shrink.translation.shards import TokenizedPairs
 from shrink.translation.train import Seq2SeqTrainConfig, TranslationLoss, train_seq2seq
 from shrink.translation.vocab import decode, encode, train_vocab
@@ -61,7 +61,7 @@ def test_it_learns_and_keeps_the_best_validation_bleu(toy, trained, tmp_path):
     model, rows, evals = trained
     assert rows["loss"].iloc[-3:].mean() < 0.6 * rows["loss"].iloc[:3].mean()
     assert evals["val_loss"].min() < 0.5 * evals["val_loss"].iloc[0]
-    save_model(model, tmp_path / "m")
+    save_seq2seq(model, tmp_path / "m")
     m = evaluate_translation(model, tok, data["validation"], tmp_path / "m", beams=(3,), batch_size=16,
                              latency_sentences=2, samples=2)
     # The model left in place is the best validation checkpoint: evaluation reproduces its BLEU.
@@ -113,7 +113,7 @@ def test_bleu_is_computed_on_detokenized_strings(toy, trained, tmp_path, monkeyp
         return real(self, hyps, refs)
 
     monkeypatch.setattr(scoring.BLEU, "corpus_score", spy)
-    save_model(model, tmp_path / "m")
+    save_seq2seq(model, tmp_path / "m")
     evaluate_translation(model, tok, data["test"], tmp_path / "m", beams=(), latency_sentences=0)
     hyps, refs = seen[0]
     assert refs == [data["test"].tgt_text]  # the references as written, not re-tokenized

@@ -13,7 +13,7 @@ from shrink.methods.feature_based import FeatureTagger
 from shrink.methods.ops import record_op
 from shrink.methods.quantize import quantize_int8
 from shrink.methods.sharing import share_layers
-from shrink.ner.variants import load_model, save_model
+from shrink.ner.variants import load_variant, save_variant
 
 torch.set_num_threads(1)
 
@@ -55,8 +55,8 @@ def test_save_load_round_trip(tmp_path, tiny_bert, batch, make):
     b = {k: v for k, v in batch().items() if k != "labels"}
     with torch.no_grad():
         ref = model(**b).logits
-    save_model(model, None, tmp_path)
-    again = load_model(tmp_path)
+    save_variant(model, None, tmp_path)
+    again = load_variant(tmp_path)
     with torch.no_grad():
         assert torch.equal(again(**b).logits, ref)
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
@@ -65,7 +65,7 @@ def test_save_load_round_trip(tmp_path, tiny_bert, batch, make):
 def test_plain_models_stay_loadable_by_transformers(tmp_path, tiny_bert):
     from transformers import AutoModelForTokenClassification
 
-    save_model(tiny_bert(), None, tmp_path)
+    save_variant(tiny_bert(), None, tmp_path)
     AutoModelForTokenClassification.from_pretrained(tmp_path)
 
 
@@ -73,4 +73,4 @@ def test_unknown_op_is_an_error(tmp_path, tiny_bert):
     model = record_op(tiny_bert(), "fold_in_half")
     model.config.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="fold_in_half"):
-        load_model(tmp_path)
+        load_variant(tmp_path)

@@ -106,7 +106,7 @@ def _split_settings(settings):
     return settings, overrides
 
 
-def save_model(path, model, arch, width, settings):
+def save_lm(path, model, arch, width, settings):
     import torch
 
     with atomic_path(path) as tmp:
@@ -114,7 +114,7 @@ def save_model(path, model, arch, width, settings):
                     "block_size": model.block_size, "state_dict": model.state_dict()}, tmp)
 
 
-def load_model(path):
+def load_lm(path):
     import torch
 
     from .models import build
@@ -147,7 +147,7 @@ def train(smk):
                                              cfg, smk.params.seed, smk.params.checkpoint, desc=f"{arch}/{tok}")
     write_csv(smk.output.steps, step_rows)
     write_csv(smk.output.evals, eval_rows)
-    save_model(smk.output.model, model.cpu(), arch, width, settings)
+    save_lm(smk.output.model, model.cpu(), arch, width, settings)
     write_json(smk.output.summary, {"arch": arch, "tokenizer": tok, "width": width, "params": params,
                                     "budget": smk.params.budget, "threads": smk.threads, **summary})
     Path(smk.params.checkpoint).unlink(missing_ok=True)  # the finished model supersedes it
@@ -158,7 +158,7 @@ def evaluate(smk):
     from .metrics import bits_per_char, generation_speed, perplexity, split_nll
 
     set_threads(smk)
-    model, state = load_model(smk.input.model)
+    model, state = load_lm(smk.input.model)
     tok = open_tokenizer(smk.input.tokenizer)
     stats = read_json(smk.input.stats)
     nll, count = split_nll(model, load_tokens(smk.input.validation), state["block_size"])
@@ -236,7 +236,7 @@ def arc(smk):
     if a.get("max_items"):  # the same seeded sample for every architecture
         splits = {k: sample_items(v, a["max_items"], smk.params.seed) for k, v in splits.items()}
     tok = open_tokenizer(smk.input.tokenizer)
-    model, _ = load_model(smk.input.model)
+    model, _ = load_lm(smk.input.model)
 
     def score(items):
         sums, counts = option_logprobs(model, tok.encode, items, batch_size=32)

@@ -19,7 +19,7 @@ from .attention_heads import (
     heads_kept,
     prune_bert_heads,
 )
-from .distill import TeacherLogits, kd_loss
+from .distill import kd_loss
 from .gates import HardConcreteGates
 from .ops import record_op
 
@@ -74,24 +74,3 @@ class HeadGateObjective(nn.Module):
             self.gated = attach_bert_head_gates(model, self.gates)
         prune_bert_heads(pruned, keep, scale)
         return record_op(pruned, "prune_heads", keep={str(k): v for k, v in keep.items()})
-
-
-def train_head_gates(ctx):
-    from ..core.model_size import count_parameters
-
-    s = ctx.settings
-    model = ctx.load_parent()
-    if any(op["op"] == "prune_heads" for op in getattr(model.config, "shrink_ops", None) or []):
-        raise ValueError("gate an unpruned model: its parent already had heads removed")
-    loss = s.get("loss", "task")
-    cache = TeacherLogits.load(ctx.teacher_logits) if loss == "distill" else None
-    objective = HeadGateObjective(model, s.get("lambda", 0.01), s.get("init_open", 0.99), s.get("gate_lr", 0.05),
-                                  s.get("freeze", False), cache, s.get("alpha", 0.5), s.get("temperature", 2.0))
-    torch.manual_seed(ctx.seed)
-    rows = ctx.train(model, objective, export=objective.export, select=s.get("select", "last"))
-    keep = heads_kept(objective.gates)
-    total = objective.gates.log_alpha.numel()
-    kept = sum(map(len, keep.values()))
-    print(f"heads kept: {kept} of {total}: {keep}", flush=True)
-    ctx.write_report({"heads_total": total, "heads_kept": kept, "keep": keep, "epochs": rows,
-                      "params_pruned": count_parameters(objective.export(model))["total"]})

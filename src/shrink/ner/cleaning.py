@@ -9,9 +9,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from ..core.errors import ConfigError, DataError
+from ..core.splits import SPLITS
 from .conll import Sentence, iob1_violations, label_list, read_conll, to_iob2
 
-SPLITS = ("train", "validation", "test")
 NOT_DROPS = ("stripped_tokens", "iob1_tags_converted")  # counted, but no sentence is removed for them
 
 

@@ -14,10 +14,12 @@ import torch
 from ..core.atomic import atomic_dir, write_json
 from ..core.errors import ConfigError
 from ..core.model_size import count_parameters
+from ..core.settings import with_defaults
 from ..methods.ops import record_op
+from ..methods.registry import METHODS
 from .models import build_token_classifier
 from .recipes import split_train
-from .variants import load_model, save_model
+from .variants import load_variant, save_variant
 
 
 @dataclass
@@ -40,18 +42,20 @@ class StepContext:
         from .evaluate import load_tokenized
 
         self.dd, self.tok, self.labels = load_tokenized(self.data)
-        self.settings, self.overrides = split_train(self.params)
+        own, self.overrides = split_train(self.params)
+        # every declared setting the recipe leaves out at its declared default (shrink.methods.registry)
+        self.settings = with_defaults(own, METHODS[self.method].settings)
 
     def load_parent(self):
         if self.parent is None:
             return build_token_classifier(self.teacher, self.labels, len(self.tok), self.seed)
-        return load_model(self.parent)
+        return load_variant(self.parent)
 
     def save(self, model, report):
         from .train import TRAINING_RECORD
 
         with atomic_dir(self.out["model"]) as tmp:
-            save_model(model, self.tok, tmp)
+            save_variant(model, self.tok, tmp)
             # an untrained step keeps its parent's weights' training record (precision, machine)
             record = Path(self.parent or "", TRAINING_RECORD)
             if self.parent and record.is_file():
@@ -74,7 +78,7 @@ class StepContext:
         export = export or (lambda m: m)
 
         def save(m, folder):
-            save_model(export(m), self.tok, folder)
+            save_variant(export(m), self.tok, folder)
 
         return train_token_classifier(
             model, self.tok, self.dd["train"], self.dd["validation"], self.labels, cfg, self.out["model"],
@@ -87,24 +91,22 @@ def _sizes(params_before, after):
 
 
 def factorize_embeddings(ctx):
-    from .methods.factorize import factorize_embeddings
+    from ..methods.factorize import factorize_embeddings
 
     model = ctx.load_parent()
     before = count_parameters(model)["total"]
     table = model.get_input_embeddings().weight.detach().clone()
-    factorize_embeddings(model, ctx.settings.get("rank", 64))
-    record_op(model, "factorize_embeddings", rank=ctx.settings.get("rank", 64))
+    factorize_embeddings(model, ctx.settings["rank"])
+    record_op(model, "factorize_embeddings", rank=ctx.settings["rank"])
     with torch.no_grad():
         err = (model.get_input_embeddings().weight - table).norm() / table.norm()
     ctx.save(model, {"relative_error": float(err), **_sizes(before, model)})
 
 
 def low_rank(ctx):
-    from .methods.factorize import choose_ranks, factorize_linears
+    from ..methods.factorize import choose_ranks, factorize_linears
 
-    s = ctx.settings
-    if ("energy" in s) == ("ratio" in s):
-        raise ConfigError(f"{ctx.key}.low_rank", "set exactly one of energy or ratio")
+    s = ctx.settings  # exactly one of energy and ratio (checked with the recipe)
     model = ctx.load_parent()
     before = count_parameters(model)["total"]
     ranks = choose_ranks(model, energy=s.get("energy"), ratio=s.get("ratio"))
@@ -114,12 +116,12 @@ def low_rank(ctx):
 
 
 def share_layers(ctx):
-    from .methods.sharing import share_layers
+    from ..methods.sharing import share_layers
 
     model = ctx.load_parent()
     before = count_parameters(model)["total"]
-    share_layers(model, ctx.settings.get("groups", 1))
-    record_op(model, "share_layers", groups=ctx.settings.get("groups", 1))
+    share_layers(model, ctx.settings["groups"])
+    record_op(model, "share_layers", groups=ctx.settings["groups"])
     ctx.save(model, _sizes(before, model))
 
 
@@ -130,7 +132,7 @@ def finetune(ctx):
 
 
 def distill(ctx):
-    from .methods.distill import (
+    from ..methods.distill import (
         Distillation,
         IntermediateDistillation,
         TeacherLogits,
@@ -141,13 +143,13 @@ def distill(ctx):
 
     s = ctx.settings
     parent = ctx.load_parent()
-    student = build_student(parent, s.get("student"), ctx.labels, ctx.seed)
+    student = build_student(parent, s["student"], ctx.labels, ctx.seed)
     budget_key = f"{ctx.key}.distill.budget" if "budget" in s else "compress.student_budget"
     n = check_budget(student, s.get("budget", ctx.student_budget), budget_key)
-    alpha, temperature = s.get("alpha", 0.5), s.get("temperature", 2.0)
+    alpha, temperature = s["alpha"], s["temperature"]
     inter = s.get("intermediate")
     if inter:
-        teacher = load_model(ctx.teacher_model)
+        teacher = load_variant(ctx.teacher_model)
         layer_map = uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
         objective = IntermediateDistillation(student, teacher, layer_map, alpha, temperature,
                                              inter.get("hidden_weight", 1.0), inter.get("attention_weight", 1.0))
@@ -175,34 +177,45 @@ def calibration_batches(ctx, n, batch_size=16):
 
 
 def prune(ctx):
-    from .methods.sparsegpt import prune_bert
+    from ..methods.sparsegpt import prune_bert
 
     s = ctx.settings
-    method = s.get("method", "sparsegpt")
-    if method not in ("sparsegpt", "magnitude", "wanda"):
-        raise ConfigError(f"{ctx.key}.prune.method", f"must be sparsegpt, magnitude or wanda, not {method!r}")
+    method = s["method"]
     model = ctx.load_parent().eval()
-    batches = calibration_batches(ctx, s.get("calibration_sentences", 128))
+    batches = calibration_batches(ctx, s["calibration_sentences"])
     t0 = time.perf_counter()
-    report = prune_bert(model, batches, method=method, sparsity=s.get("sparsity", 0.5),
-                        pattern=s.get("pattern", "unstructured"), blocksize=s.get("blocksize", 128),
-                        percdamp=s.get("percdamp", 0.01))
+    report = prune_bert(model, batches, method=method, sparsity=s["sparsity"], pattern=s["pattern"],
+                        blocksize=s["blocksize"], percdamp=s["percdamp"])
     seconds = time.perf_counter() - t0
     print(f"{method}: pruned in {seconds:.1f} s", flush=True)
     ctx.save(model, {"seconds": seconds, "layers": report})
 
 
 def gate_heads(ctx):
-    from .methods.gate_training import train_head_gates
+    from ..methods.attention_heads import heads_kept
+    from ..methods.distill import TeacherLogits
+    from ..methods.gate_training import HeadGateObjective
 
-    train_head_gates(ctx)
+    s = ctx.settings
+    model = ctx.load_parent()
+    if any(op["op"] == "prune_heads" for op in getattr(model.config, "shrink_ops", None) or []):
+        raise ConfigError(f"{ctx.key}.gate_heads", "gate an unpruned model: its parent already had heads removed")
+    cache = TeacherLogits.load(ctx.teacher_logits) if s["loss"] == "distill" else None
+    objective = HeadGateObjective(model, s["lambda"], s["init_open"], s["gate_lr"], s["freeze"], cache, s["alpha"],
+                                  s["temperature"])
+    torch.manual_seed(ctx.seed)
+    rows = ctx.train(model, objective, export=objective.export, select=s["select"])
+    keep = heads_kept(objective.gates)
+    total = objective.gates.log_alpha.numel()
+    kept = sum(map(len, keep.values()))
+    print(f"heads kept: {kept} of {total}: {keep}", flush=True)
+    ctx.write_report({"heads_total": total, "heads_kept": kept, "keep": keep, "epochs": rows,
+                      "params_pruned": count_parameters(objective.export(model))["total"]})
 
 
 def quantize(ctx):
-    from .methods.quantize import quantize_int8
+    from ..methods.quantize import quantize_int8
 
-    if ctx.settings.get("bits", 8) != 8:
-        raise ConfigError(f"{ctx.key}.quantize.bits", "only 8-bit dynamic quantization is implemented")
     model = quantize_int8(ctx.load_parent().eval())
     record_op(model, "quantize_int8")
     ctx.save(model, {})
@@ -212,8 +225,7 @@ def feature_based(ctx):
     from ..methods.feature_based import FeatureTagger
 
     s = ctx.settings
-    tagger = FeatureTagger.wrap(ctx.load_parent(), s.get("layers", 4), s.get("head", "bilstm"),
-                                s.get("head_hidden", 128))
+    tagger = FeatureTagger.wrap(ctx.load_parent(), s["layers"], s["head"], s["head_hidden"])
     rows = ctx.train(tagger)
     ctx.write_report({"epochs": rows})
 
@@ -230,11 +242,11 @@ def run_step(ctx):
 
 def cache_teacher_logits(model_dir, data_dir, out_path, batch_size=64):
     from ..core.atomic import atomic_path
+    from ..methods.distill import TeacherLogits
     from .evaluate import load_tokenized
-    from .methods.distill import TeacherLogits
 
     dd, tok, _ = load_tokenized(data_dir)
-    cache = TeacherLogits.compute(load_model(model_dir), dd["train"], tok, batch_size)
+    cache = TeacherLogits.compute(load_variant(model_dir), dd["train"], tok, batch_size)
     with atomic_path(out_path) as tmp:
         cache.save(tmp)
     print(f"teacher logits: {tuple(cache.flat.shape)} for {len(dd['train'])} train sentences", flush=True)

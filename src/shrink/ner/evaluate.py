@@ -71,7 +71,7 @@ def speed(model, dataset, tokenizer, device="cpu", precision="fp32", latency_sen
 
 def structure(model):
     """Sparsity of the encoder's linear weights, attention heads kept, and weight bits."""
-    from .methods.factorize import encoder_linears
+    from ..methods.factorize import encoder_linears
 
     zeros = total = 0
     for _, lin in encoder_linears(model):
@@ -86,13 +86,13 @@ def structure(model):
 
 
 def evaluate_model(model_dir, tokenized_dir, out_json, name, eval_cfg=None, config=None, seed=None, variant=None):
-    from .variants import load_model
+    from .variants import load_variant
 
     eval_cfg = eval_cfg or {}
     device = eval_cfg.get("device", "cpu")
     precision = resolve(eval_cfg.get("precision", "auto"), device, "evaluate.precision")
     dd, tok, labels = load_tokenized(tokenized_dir)
-    model = load_model(model_dir).to(device)
+    model = load_variant(model_dir).to(device)
     model_labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     if model_labels != labels:
         raise ValueError(f"{model_dir} predicts labels {model_labels}, the data has {labels}")

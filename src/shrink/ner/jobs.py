@@ -6,8 +6,7 @@ without torch.
 
 from ..core.errors import ShrinkError
 from ..core.harness import launch_job, set_threads
-
-SPLITS = ("train", "validation", "test")
+from ..core.splits import SPLITS
 
 
 def _launch(smk, fn, trains=True, **kwargs):
@@ -146,7 +145,7 @@ def compress_step(smk):
 
     out = {k: str(smk.output[k]) for k in ("model", "report", "steps", "epochs", "extra")
            if k in smk.output.keys()}
-    _launch(smk, _compress_step, trains=METHODS[smk.params.method][1],
+    _launch(smk, _compress_step, trains=METHODS[smk.params.method].trains,
             method=smk.params.method, params=dict(smk.params.step), data=str(smk.input.data), out=out,
             parent=path(smk.input.get("parent")), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
             seed=smk.params.seed, checkpoints=str(smk.params.checkpoints), teacher_model=path(smk.input.get("teacher")),

@@ -18,23 +18,19 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from ..core import settings
 from ..core.errors import ConfigError
+from ..methods.registry import METHODS
+from .train_settings import STEP_TRAIN_SETTINGS
 
 ROOTS = ("teacher", "pretrained")
-# method -> (keys it reads besides train settings, whether it trains)
-METHODS = {
-    "factorize_embeddings": ({"rank"}, False),
-    "low_rank": ({"energy", "ratio"}, False),
-    "share_layers": ({"groups"}, False),
-    "finetune": (set(), True),
-    "distill": ({"student", "alpha", "temperature", "budget", "intermediate", "cache_teacher"}, True),
-    "prune": ({"method", "sparsity", "pattern", "calibration_sentences", "blocksize", "percdamp"}, False),
-    "gate_heads": ({"lambda", "loss", "alpha", "temperature", "init_open", "gate_lr", "freeze", "select"}, True),
-    "quantize": ({"bits"}, False),
-    "feature_based": ({"layers", "head", "head_hidden"}, True),
-}
-TRAIN_KEYS = {"epochs", "lr", "batch_size", "batch_tokens", "warmup_ratio", "scheduler", "weight_decay",
-              "max_grad_norm", "precision", "log_every"}
+TRAIN_KEYS = {s.name for s in STEP_TRAIN_SETTINGS}
+
+
+def declared(method):
+    """Every setting a step of `method` takes: its own, and the train overrides if it trains."""
+    m = METHODS[method]
+    return m.settings + (STEP_TRAIN_SETTINGS if m.trains else ())
 
 
 @dataclass
@@ -74,11 +70,10 @@ def _parse_step(entry, where):
     if method not in METHODS:
         raise ConfigError(where, f"unknown method {method!r} (known: {', '.join(METHODS)})")
     params = dict(params or {})
-    allowed = METHODS[method][0] | (TRAIN_KEYS if METHODS[method][1] else set())
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}.{method}.{unknown[0]}", f"not a setting of {method} "
-                          f"(known: {', '.join(sorted(allowed)) or 'none'})")
+    settings.check(params, declared(method), f"{where}.{method}")
+    one_of = METHODS[method].one_of
+    if one_of and sum(k in params for k in one_of) != 1:
+        raise ConfigError(f"{where}.{method}", f"set exactly one of {' or '.join(one_of)}")
     return method, params
 
 
@@ -111,13 +106,15 @@ def plan(compress_cfg):
             for i, (method, params) in enumerate(parsed):
                 params = dict(params)
                 if key is not None and i == len(parsed) - 1:
-                    if key not in METHODS[method][0] | TRAIN_KEYS:
+                    known = settings.by_name(declared(method))
+                    if key not in known:
                         raise ConfigError(f"{where}.sweep.{key}", f"not a setting of {method}")
+                    known[key].check(value, f"{where}.sweep.{key}")
                     params[key] = value
                 sid = step_id(parent, method, params)
                 # the first variant's spelling of a shared step wins, so a variant added later in the
                 # config (or with its keys in another order) leaves the step's rule params unchanged
-                steps.setdefault(sid, Step(sid, method, params, parent, METHODS[method][1]))
+                steps.setdefault(sid, Step(sid, method, params, parent, METHODS[method].trains))
                 variant.steps.append(sid)
                 parent = sid
             variants[vname] = variant
@@ -150,3 +147,29 @@ def split_train(params):
     """(method settings, train-setting overrides) of a step."""
     return ({k: v for k, v in params.items() if k not in TRAIN_KEYS},
             {k: v for k, v in params.items() if k in TRAIN_KEYS})
+
+
+def reference_markdown():
+    """docs/method_settings.md: every recipe method's declared settings (`python -m shrink.ner.recipes`)."""
+    head = "| setting | type | default | range | meaning |\n| --- | --- | --- | --- | --- |"
+    parts = ["# Compression method settings", "",
+             "Generated from the declarations in `src/shrink/methods/registry.py` and "
+             "`src/shrink/ner/train_settings.py` by `python -m shrink.ner.recipes > docs/method_settings.md`; "
+             "`tests/test_method_settings.py` fails when this page is stale. A recipe step is checked against "
+             "these declarations when the workflow starts, and runs with these defaults.", ""]
+    for m in METHODS.values():
+        parts += [f"## `{m.name}`", "", m.summary + ("." if not m.summary.endswith(".") else ""), ""]
+        if m.one_of:
+            parts += [f"Set exactly one of {' and '.join(f'`{k}`' for k in m.one_of)}.", ""]
+        if m.settings:
+            parts += [head, *settings.markdown_rows(m.settings), ""]
+        if m.trains:
+            parts += ["It trains, so it also takes the train settings below.", ""]
+    parts += ["## Train settings a step that trains may override", "",
+              "Default: the run's `train` section (config.yaml); these are that section's declared defaults.", "",
+              head, *settings.markdown_rows(STEP_TRAIN_SETTINGS), ""]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

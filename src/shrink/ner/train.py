@@ -13,7 +13,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, field, make_dataclass
 from pathlib import Path
 
 import torch
@@ -31,29 +31,12 @@ from ..core.errors import ConfigError, TrainingError, reject_unknown_keys
 from ..core.precision import autocast, describe, grad_scaler, machine, resolve
 from ..core.seeding import rng_state, seed_everything, set_rng_state
 from .metrics import evaluate_split
+from .train_settings import TRAIN_SETTINGS
 
-LR_RANGE = (1e-6, 1e-2)
 TRAINING_RECORD = "training.json"  # written into every trained model folder
 
 
-@dataclass
-class TrainConfig:
-    epochs: int = 3
-    lr: float = 5e-5
-    batch_size: int = 32
-    batch_tokens: int | None = None  # with group_by_length: a padded-token budget per batch instead of batch_size
-    eval_batch_size: int = 64
-    warmup_ratio: float = 0.1
-    scheduler: str = "linear"
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    precision: str = "auto"  # resolved by validate() to what this machine runs natively (shrink.core.precision)
-    device: str = "cpu"
-    group_by_length: bool = True
-    log_every: int = 10
-    seed: int = 42
-    processes: int = 1  # data-parallel worker processes; the workflow script launches them (shrink.core.distributed)
-
+class _TrainConfigChecks:
     @classmethod
     def from_dict(cls, d, seed=None):
         reject_unknown_keys(d, cls, "train")
@@ -64,15 +47,10 @@ class TrainConfig:
         return cfg
 
     def validate(self):
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)):
-            raise ConfigError("train.lr", f"must be a number, got {self.lr!r}")
-        if not LR_RANGE[0] <= self.lr <= LR_RANGE[1]:
-            raise ConfigError("train.lr", f"{self.lr:g} is outside [{LR_RANGE[0]:g}, {LR_RANGE[1]:g}]: "
-                              "a rate this small trains nothing and one this large diverges")
-        if self.epochs < 1:
-            raise ConfigError("train.epochs", "must be at least 1")
-        if self.scheduler not in ("linear", "cosine"):
-            raise ConfigError("train.scheduler", f"must be linear or cosine, not {self.scheduler!r}")
+        for setting in TRAIN_SETTINGS:  # types and ranges, as declared
+            value = getattr(self, setting.name)
+            if not (value is None and setting.default is None):
+                setting.check(value, f"train.{setting.name}")
         if self.device == "cuda" and not torch.cuda.is_available():
             raise ConfigError("train.device", "cuda requested but no GPU is visible")
         # resolved here, so the checkpoint fingerprint holds the precision that actually ran
@@ -81,6 +59,13 @@ class TrainConfig:
         if resolve_device(self.device) == "cuda" and torch.cuda.device_count() < self.processes:
             raise ConfigError("train.processes", f"{self.processes} processes on cuda need one GPU each, "
                               f"{torch.cuda.device_count()} visible")
+
+
+# The fields and defaults are the declarations of shrink.ner.train_settings, in their order.
+TrainConfig = make_dataclass(
+    "TrainConfig", [(s.name, s.type | None if s.default is None else s.type, field(default=s.default))
+                    for s in TRAIN_SETTINGS], bases=(_TrainConfigChecks,))
+TrainConfig.__module__ = __name__  # pickled into training worker processes by name
 
 
 def resolve_device(device):

@@ -2,7 +2,7 @@
 
 A variant's `config.json` is the Hugging Face config plus `shrink_ops`: the structural changes
 applied to the architecture the config describes, in order (e.g. factorized embeddings, low-rank
-linears, shared layers, removed heads, int8). `load_model` builds the plain model from the config,
+linears, shared layers, removed heads, int8). `load_variant` builds the plain model from the config,
 replays each op without initialising weights, then loads the saved tensors. A model with no ops
 is saved with `save_pretrained` and loads with `AutoModelForTokenClassification.from_pretrained`.
 """
@@ -16,7 +16,7 @@ from ..methods.ops import ops_of, replay
 WEIGHTS = "model.safetensors"
 
 
-def save_model(model, tokenizer, folder):
+def save_variant(model, tokenizer, folder):
     folder = Path(folder)
     ops = ops_of(model)
     if not ops:
@@ -37,7 +37,7 @@ def save_model(model, tokenizer, folder):
         tokenizer.save_pretrained(folder)
 
 
-def load_model(folder):
+def load_variant(folder):
     """Any model folder the pipeline writes: plain Hugging Face or with structural ops."""
     from transformers import AutoConfig, AutoModelForTokenClassification
 

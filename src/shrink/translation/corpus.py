@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..core.atomic import atomic_path
 from ..core.errors import ConfigError, DataError, reject_unknown_keys
+from ..core.splits import SPLITS
 
-SPLITS = ("train", "validation", "test")
 # Every filter that drops a pair, in the order they are applied (a pair counts under the first it fails).
 FILTERS = ("empty", "untranslated", "length_ratio", "too_long", "too_short", "duplicate",
            "test_overlap", "validation_overlap")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from ..core.errors import ShrinkError
 from ..core.harness import set_threads
+from ..core.splits import SPLITS
 
-SPLITS = ("train", "validation", "test")
 ENV_VAR = "EN_RU_DIR"
 
 
@@ -142,7 +142,7 @@ def _load_data(smk, splits=("train", "validation")):
 
 def train_teacher(smk):
     set_threads(smk)
-    from .model import Seq2Seq, Seq2SeqConfig, save_model
+    from .model import Seq2Seq, Seq2SeqConfig, save_seq2seq
     from .train import (
         Seq2SeqTrainConfig,
         TranslationLoss,
@@ -158,7 +158,7 @@ def train_teacher(smk):
     print(f"teacher: {model.num_parameters():,} parameters, {len(train)} train pairs", flush=True)
     objective = TranslationLoss(model, cfg.label_smoothing)
     rows, evals, _ = train_seq2seq(model, objective, train, val, tok, cfg, smk.params.checkpoints)
-    save_model(model, smk.output.model, extra={"trained_precision": cfg.precision})
+    save_seq2seq(model, smk.output.model, extra={"trained_precision": cfg.precision})
     write_logs(rows, evals, None, smk.output.steps, smk.output.evals)
 
 
@@ -169,7 +169,7 @@ def prune(smk):
     import torch
 
     from ..core.atomic import write_json
-    from .model import MODEL_FILE, load_model, save_model
+    from .model import MODEL_FILE, load_seq2seq, save_seq2seq
     from .prune import EncoderHeadGates, assert_unchanged, snapshot
     from .train import Seq2SeqTrainConfig, train_seq2seq, write_logs
 
@@ -178,7 +178,7 @@ def prune(smk):
     cfg = Seq2SeqTrainConfig.from_dict(dict(smk.params.train), seed=smk.params.seed,
                                        prefix="translation.prune.train")
     lam = float(smk.wildcards.lam)
-    model = load_model(smk.input.model)
+    model = load_seq2seq(smk.input.model)
     frozen = snapshot(model)
     objective = EncoderHeadGates(model, lam, p["init_open"], cfg.label_smoothing)
     torch.manual_seed(cfg.seed)
@@ -190,7 +190,7 @@ def prune(smk):
                                        fingerprint_extra={"lambda": lam, "teacher": start, **p})
     checked = assert_unchanged(model, frozen)  # the runtime proof: no frozen weight moved
     keep = objective.export()
-    save_model(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam,
+    save_seq2seq(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam,
                                                "trained_precision": cfg.precision})
     write_logs(rows, evals, gates, smk.output.steps, smk.output.evals, smk.output.gates)
     kept = sum(map(len, keep.values()))
@@ -220,11 +220,11 @@ def evaluate(smk):
     from ..core.atomic import write_json
     from ..core.precision import machine
     from .evaluate import evaluate_translation, test_scores
-    from .model import CONFIG_FILE, load_model
+    from .model import CONFIG_FILE, load_seq2seq
 
     e = smk.params.evaluate
     tok, (test,) = _load_data(smk, ("test",))
-    model = load_model(smk.input.model)
+    model = load_seq2seq(smk.input.model)
     m = evaluate_translation(model, tok, test, smk.input.model, beams=e["beams"], batch_size=e["batch_size"],
                              latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads)
     other = {name: test_scores(model, tok, data, e["beams"], e["batch_size"]) for name, data in _extra_tests(smk).items()}

@@ -233,14 +233,14 @@ def make_batch(src_ids, tgt_ids=None, device="cpu"):
     return batch
 
 
-def save_model(model, folder, extra=None):
+def save_seq2seq(model, folder, extra=None):
     """model.pt (state dict) and config.json, written atomically as one folder."""
     with atomic_dir(folder) as tmp:
         torch.save(model.state_dict(), tmp / MODEL_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps({**asdict(model.config), **(extra or {})}, indent=2))
 
 
-def load_model(folder, device="cpu"):
+def load_seq2seq(folder, device="cpu"):
     folder = Path(folder)
     meta = json.loads((folder / CONFIG_FILE).read_text())
     known = {f.name for f in fields(Seq2SeqConfig)}
