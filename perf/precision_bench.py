@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from shrink.core.precision import describe
+
 
 def sentences(tokenizer, args):
     """Word lists whose encodings have 15-40 word pieces, from CoNLL or the synthetic templates."""
@@ -102,6 +104,7 @@ def main():
 
     transformers.logging.set_verbosity_error()
     torch.set_num_threads(args.threads)
+    print(describe())
     path = Path(args.model or minilm_path())
     has_head = "id2label" in json.loads((path / "config.json").read_text())
     torch.manual_seed(args.seed)  # the random head, if the folder has none

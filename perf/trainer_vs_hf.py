@@ -3,7 +3,8 @@
 Both runs use one process, the same tokenized data, model, epochs, seed, learning rate, batch
 size, warmup and weight decay. They differ only in what this project changes on purpose:
   ours:  length-grouped batches of --batch-tokens padded word pieces (the config default; 0 for
-         --batch-size sentences), dynamic padding, --precision (bf16 autocast by default)
+         --batch-size sentences), dynamic padding, --precision (auto: bf16 autocast where the CPU runs it
+         natively, else fp32)
   plain: random batches of --batch-size sentences, dynamic padding (DataCollatorForTokenClassification),
          fp32, Trainer defaults otherwise
 Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from shrink.core.precision import describe, resolve
 from shrink.core.seeding import seed_everything
 from shrink.ner.evaluate import load_tokenized
 from shrink.ner.metrics import evaluate_split
@@ -55,11 +57,13 @@ def main():
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batch-tokens", type=int, default=640, help="ours: padded word pieces per batch (0: use --batch-size)")
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    args.precision = resolve(args.precision, "cpu", "--precision")
+    print(describe(args.precision))
 
     dd, tok, labels = load_tokenized(args.tokenized)
     train_set = dd["train"]

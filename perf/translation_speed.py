@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from shrink.core.batching import sequential_batches
+from shrink.core.precision import describe
 from shrink.translation.decode import greedy
 from shrink.translation.model import load_seq2seq, make_batch
 from shrink.translation.shards import TokenizedPairs
@@ -38,6 +39,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    print(describe())
     root = Path(args.results)
     names = ["teacher"] + sorted((p.name for p in (root / "models").glob("heads_l*")),
                                  key=lambda n: -float(n.removeprefix("heads_l")))

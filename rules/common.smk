@@ -11,7 +11,7 @@ from shrink.core.splits import SPLITS
 from shrink.core.precision import check_config
 from shrink.ner.recipes import METHODS, plan, recipe_string
 from shrink.core.data_dirs import data_source
-from shrink.ner.hub import ENV_VAR as CONLL_ENV_VAR, resolve_conll_dir
+from shrink.ner.sources import ENV_VAR as CONLL_ENV_VAR, resolve_conll_dir
 
 min_version("9.0")
 

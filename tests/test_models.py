@@ -1,4 +1,4 @@
-"""Tests for shrink.ner.models (presets, parameter counts) and shrink.ner.hub.resolve_conll_dir."""
+"""Tests for shrink.ner.models (presets, parameter counts) and shrink.ner.sources.resolve_conll_dir."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ import pytest
 from shrink.core.encoders import minilm_path, resolve_source
 from shrink.core.errors import ConfigError
 from shrink.core.model_size import count_parameters, folder_bytes
-from shrink.ner.hub import ENV_VAR, resolve_conll_dir
+from shrink.ner.sources import ENV_VAR, resolve_conll_dir
 from shrink.ner.models import label_maps
 
 # --- count_parameters --------------------------------------------------------------------------
@@ -117,7 +117,7 @@ def test_label_maps():
     assert label2id == {"O": 0, "B-PER": 1, "I-PER": 2}
 
 
-# --- shrink.ner.hub.resolve_conll_dir ----------------------------------------------------------
+# --- shrink.ner.sources.resolve_conll_dir ----------------------------------------------------------
 
 
 def make_conll_dir(path, files=("train.txt", "validation.txt", "test.txt")):

@@ -3,7 +3,7 @@
 from datasets import ClassLabel, Dataset, Features, List, Value
 
 from shrink.ner.conll import read_conll
-from shrink.ner.hub import fetch_hub
+from shrink.ner.sources import fetch_hub
 
 NAMES = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 

@@ -58,6 +58,13 @@ def test_outputs_exist_and_are_sane(finished_run):
 
     metrics = json.loads((res / "metrics" / "teacher.json").read_text())
     assert set(metrics["test"]["per_type"]) == {"LOC", "MISC", "ORG", "PER"}
+    # every number names what it ran on: the precisions of .test/config.yaml, this machine's CPU
+    from shrink.core.precision import cpu_capability, cpu_name
+
+    assert metrics["precision"] == {"evaluate": "fp32", "train": "fp32"}
+    assert metrics["machine"]["cpu"] == cpu_name() and metrics["machine"]["cpu_capability"] == cpu_capability()
+    last = (res / "tables" / "summary.md").read_text().strip().splitlines()[-1]
+    assert last.startswith(f"Measured on: {cpu_name()} (torch capability {cpu_capability()}") and "fp32" in last
     assert metrics["provenance"]["seed"] == 7 and metrics["provenance"]["versions"]["torch"]
     assert metrics["parameters"]["total"] == metrics["parameters"]["embedding"] + metrics["parameters"]["non_embedding"]
 

@@ -19,7 +19,7 @@ def _launch(smk, fn, trains=True, **kwargs):
 
 
 def get_raw(smk):
-    from .hub import fetch_hub
+    from .sources import fetch_hub
     from .synthetic import write_corpus
 
     source = smk.params.source

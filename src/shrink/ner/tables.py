@@ -47,10 +47,29 @@ def summary_frame(metric_paths, teacher="teacher"):
     return df
 
 
+def measured_on(metric_paths):
+    """One line naming the machine(s) and precisions the metrics come from (metrics before they were
+    recorded are left out)."""
+    machines, evaluated, trained = set(), set(), set()
+    for path in metric_paths:
+        m = json.loads(Path(path).read_text())
+        if "machine" in m:
+            c = m["machine"]
+            machines.add(f"{c['cpu']} (torch capability {c['cpu_capability']}, native bf16 "
+                         f"{'yes' if c['cpu_bf16_native'] else 'no'}), {c['threads']} threads"
+                         + (f", GPU {c['gpu']}" if c.get("gpu") else ""))
+            evaluated.add(m["precision"]["evaluate"])
+            trained.add(m["precision"]["train"] or "untrained")
+    if not machines:
+        return "Measured on: not recorded."
+    return (f"Measured on: {'; '.join(sorted(machines))}. Evaluation precision: {', '.join(sorted(evaluated))}; "
+            f"training precision: {', '.join(sorted(trained))}.")
+
+
 def write_summary(metric_paths, out_csv, out_md, teacher="teacher"):
     df = summary_frame(metric_paths, teacher)
     write_text(out_csv, df.to_csv(index=False, float_format="%.6g"))
     show = df[["model", "method", "test_f1", "test_f1_rel_teacher", "val_f1", "params", "compression", "sparsity",
                "heads_kept", "bits", "disk_mb", "latency_ms", "speedup", "tokens_per_s", "peak_rss_mb", "recipe"]]
-    write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n\n" + measured_on(metric_paths) + "\n")
     return df
