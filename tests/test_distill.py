@@ -1,6 +1,7 @@
 """Knowledge distillation: the loss against a hand computation, the T^2 gradient scale, the teacher-logit
 cache, intermediate-layer losses and student construction."""
 
+import copy
 import math
 
 import pytest
@@ -137,3 +138,20 @@ def test_random_student_shape_and_budget(tiny_bert):
     n = check_budget(student, 10**6, "key")
     with pytest.raises(ConfigError, match="over the budget"):
         check_budget(student, n - 1, "compress.variants.kd.recipe[1].distill.budget")
+
+
+def test_intermediate_projections_follow_the_seed_not_the_process_rng(tiny_bert):
+    """torch's global RNG starts from a random state in every process: the TinyBERT projections must not
+    depend on it (they did, and a fresh run of the same config trained a different student)."""
+    teacher = tiny_bert(seed=1)
+
+    def projections(global_seed, seed):
+        torch.manual_seed(global_seed)
+        objective = IntermediateDistillation(copy.deepcopy(teacher), teacher, uniform_layer_map(4, 4), seed=seed)
+        return torch.cat([p.weight.flatten() for p in objective.project])
+
+    same = projections(1, seed=3)
+    assert torch.equal(same, projections(2, seed=3))
+    assert not torch.equal(same, projections(1, seed=4))
+    bound = 1 / math.sqrt(teacher.config.hidden_size)  # nn.Linear's default range
+    assert same.abs().max() <= bound and same.std() > bound / 4

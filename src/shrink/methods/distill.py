@@ -7,6 +7,7 @@ like 1/T, so the gradient falls like 1/T^2 without the factor.
 """
 
 import copy
+import math
 
 import torch
 import torch.nn.functional as F
@@ -109,12 +110,16 @@ class IntermediateDistillation(Distillation):
     """
 
     def __init__(self, model, teacher, layer_map, alpha=0.5, temperature=2.0, hidden_weight=1.0,
-                 attention_weight=1.0):
+                 attention_weight=1.0, seed=0):
         super().__init__(model, alpha, temperature, teacher=teacher)
         self.layer_map, self.hidden_weight, self.attention_weight = layer_map, hidden_weight, attention_weight
         hs, ht = model.config.hidden_size, teacher.config.hidden_size
-        # one learned projection per matched layer (TinyBERT's W_h), student width -> teacher width
+        # one learned projection per matched layer (TinyBERT's W_h), student width -> teacher width, drawn
+        # from `seed`: torch's global RNG starts from a random state in every process
         self.project = nn.ModuleList(nn.Linear(hs, ht, bias=False) for _ in layer_map)
+        g = torch.Generator().manual_seed(seed)
+        for lin in self.project:  # nn.Linear's own initialisation, from the seeded generator
+            nn.init.kaiming_uniform_(lin.weight, a=math.sqrt(5), generator=g)
         if attention_weight and model.config.num_attention_heads != teacher.config.num_attention_heads:
             raise ConfigError("intermediate.attention_weight", "attention maps need equal head counts "
                               f"(student {model.config.num_attention_heads}, teacher "

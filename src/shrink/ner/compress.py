@@ -152,7 +152,8 @@ def distill(ctx):
         teacher = load_variant(ctx.teacher_model)
         layer_map = uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
         objective = IntermediateDistillation(student, teacher, layer_map, alpha, temperature,
-                                             inter.get("hidden_weight", 1.0), inter.get("attention_weight", 1.0))
+                                             inter.get("hidden_weight", 1.0), inter.get("attention_weight", 1.0),
+                                             seed=ctx.seed)
     else:
         objective = Distillation(student, alpha, temperature, cache=TeacherLogits.load(ctx.teacher_logits))
     print(f"student: {n:,} parameters ({student.config.num_hidden_layers} layers)", flush=True)
