@@ -1,8 +1,11 @@
 """End to end: definition matching on a generated WiC-style corpus with a tiny random encoder."""
 
+import json
+
 import pandas as pd
 import pytest
 from conftest import DM_CONFIG, completed_run
+from shrink.core.precision import cpu_capability, resolve
 
 pytestmark = pytest.mark.slow
 
@@ -21,3 +24,6 @@ def test_definition_match_runs_end_to_end(tmp_path):
     # the kept epoch is the best on validation, never chosen on the test (dev) set
     assert curve.loc[curve["selected"] == 1, "val_acc"].iloc[0] == curve["val_acc"].max()
     assert "# Definition matching" in (res / "report.md").read_text()
+    result = json.loads((res / "runs" / "sum_last4" / "logreg.json").read_text())
+    assert result["precision"]["features"] == resolve("auto", "cpu", "definition_match.features.precision")
+    assert result["machine"]["features"]["cpu_capability"] == cpu_capability()

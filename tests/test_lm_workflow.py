@@ -6,6 +6,7 @@ import math
 import pandas as pd
 import pytest
 from conftest import LM_CONFIG, completed_run, snakemake
+from shrink.core.precision import cpu_capability, resolve
 from test_workflow import planned_jobs
 
 pytestmark = pytest.mark.slow
@@ -30,6 +31,9 @@ def test_architecture_table_is_fair_and_consistent(finished_run):
     for arch in ARCHS:  # and exactly, from the metrics at full precision
         m = json.loads((res / "metrics" / "bpe300" / f"{arch}.json").read_text())
         assert m["val_ppl"] == pytest.approx(math.exp(m["val_loss"]), rel=1e-12), arch
+        # .test/lm.yaml leaves lm.train.precision at auto: what this CPU runs natively
+        assert m["precision"] == {"evaluate": "fp32", "train": resolve("auto", "cpu", "lm.train.precision")}, arch
+        assert m["machine"]["cpu_capability"] == cpu_capability(), arch
     stats = json.loads((res / "data" / "bpe300" / "stats.json").read_text())
     # bits per character: total NLL in bits over the validation text's characters
     row = df.loc["transformer"]

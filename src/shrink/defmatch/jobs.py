@@ -70,6 +70,7 @@ def train(smk):
     import torch
 
     from ..core.atomic import write_csv
+    from ..core.precision import machine
     from .classifier_heads import build_head
     from .train import evaluate, majority_baseline, train_head
 
@@ -107,6 +108,9 @@ def train(smk):
                       "validation_accuracy": evaluate(h, va, va["labels"])["accuracy"],
                       "test_accuracy": evaluate(h, te, te["labels"])["accuracy"]})
     result["size_curve"] = curve
+    # heads train in fp32; the encoder features carry the precision and machine they were computed with
+    result["precision"] = {"features": data.get("precision"), "heads": "fp32"}
+    result["machine"] = {"features": data.get("machine"), "heads": machine()}
     write_csv(smk.output.curve, rows)
     write_json(smk.output.result, result)
     print(json.dumps(result, indent=1))

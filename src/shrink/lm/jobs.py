@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.atomic import atomic_dir, atomic_path, read_json, write_json
 from ..core.harness import set_threads
+from ..core.precision import machine
 
 
 def _read_jsonl(path):
@@ -149,7 +150,8 @@ def train(smk):
     write_csv(smk.output.evals, eval_rows)
     save_lm(smk.output.model, model.cpu(), arch, width, settings)
     write_json(smk.output.summary, {"arch": arch, "tokenizer": tok, "width": width, "params": params,
-                                    "budget": smk.params.budget, "threads": smk.threads, **summary})
+                                    "budget": smk.params.budget, "threads": smk.threads, **summary,
+                                    "precision": cfg.precision, "machine": machine(cfg.device)})
     Path(smk.params.checkpoint).unlink(missing_ok=True)  # the finished model supersedes it
 
 
@@ -177,6 +179,9 @@ def evaluate(smk):
         "val_bits_per_char": bits_per_char(nll, stats["validation"]["chars"]),
         "chars_per_token": stats["validation"]["chars_per_token"],
         **speed,
+        # evaluation runs in fp32; training in what the training job resolved (absent before it was recorded)
+        "precision": {"evaluate": "fp32", "train": summary.get("precision")},
+        "machine": machine(),
     }
     write_json(smk.output.metrics, metrics)
     samples = [{"prompt": p, "continuation": tok.decode(o)} for p, o in zip(g["prompts"], outputs)]
