@@ -148,7 +148,7 @@ def test_deleted_figure_reruns_only_its_plot(finished_run, run):
 
 def test_editing_plot_code_reruns_only_plots(finished_run, run, workflow):
     workdir, _ = finished_run
-    plots = workflow.parent / "src" / "shrink" / "plots.py"
+    plots = workflow.parent / "src" / "shrink" / "core" / "figures.py"  # every plot rule draws with it
     plots.write_text(plots.read_text() + "\n# an edit\n")  # Snakemake compares content, not just mtime
     r = run(workdir, "-n")
     assert planned_jobs(r.stdout) == {"plot_training_curve": 3, "plot_per_type_f1": 1, "plot_pareto": 2,
