@@ -190,13 +190,40 @@ def write_cache(target, kind, seed, rounds):
 
 
 def read_cache(target, kind):
-    """None if the cache is complete, else what is wrong with it."""
+    """None if the cache is complete, else what is wrong with it.
+
+    A folder is read through one descriptor, so every file comes from one version. When that version
+    was replaced during the read, its writer deletes it while it is being read, so what was read may
+    be partial; a careful reader sees that `target` now holds another folder and reads again, and so
+    does this one. A partial read of the folder that is still at `target` is a failure.
+    """
     if kind == "file":
         return None if complete(target.read_bytes()) else "partial file"
-    names = json.loads((target / "manifest.json").read_text())  # a partial JSON raises: caught below
-    if names != SHARDS or sorted(os.listdir(target)) != sorted(SHARDS + ["manifest.json"]):
-        return f"partial folder: {names}, {sorted(os.listdir(target))}"
-    bad = [n for n in names if not complete((target / n).read_bytes())]
+    while True:
+        fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            problem = read_folder(fd)
+            replaced = os.fstat(fd).st_ino != os.stat(target).st_ino
+        finally:
+            os.close(fd)
+        if not replaced:
+            return problem
+
+
+def read_folder(fd):
+    def read(name):
+        f = os.open(name, os.O_RDONLY, dir_fd=fd)
+        with os.fdopen(f, "rb") as fh:
+            return fh.read()
+
+    try:
+        names = json.loads(read("manifest.json"))
+        listed = sorted(os.listdir(fd))
+        if names != SHARDS or listed != sorted(SHARDS + ["manifest.json"]):
+            return f"partial folder: {names}, {listed}"
+        bad = [n for n in names if not complete(read(n))]
+    except (FileNotFoundError, ValueError) as e:  # a file gone or half written in the version read
+        return f"partial folder: {type(e).__name__}: {e}"
     return f"partial shards {bad}" if bad else None
 
 

@@ -2,7 +2,9 @@
 that looks finished.
 
 Everything is written to a temporary sibling and renamed into place; rename is atomic on one
-filesystem, so readers see either the old complete state or the new complete one. The temporary
+filesystem, so readers see either the old complete state or the new complete one. The replaced
+version is deleted right after the swap: a reader that was still listing it sees it shrink, and
+finds another folder at the path when it looks again (tests/test_atomic.py reads that way). The temporary
 name carries the writer's pid and a random suffix, so two jobs writing the same cache at once
 never write into each other's temporary. A write that fails for lack of space, a read-only
 filesystem or permissions raises a StorageError saying what to do, after removing the temporary.
