@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 from conftest import DM_CONFIG, completed_run
+
 from shrink.core.precision import cpu_capability, resolve
 
 pytestmark = pytest.mark.slow

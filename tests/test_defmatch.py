@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import missing_corpus
 from shrink.core.errors import ConfigError, DataError, ShrinkError
 from shrink.defmatch.classifier_heads import HEADS, build_head
 from shrink.defmatch.data import read_split, target_mismatches, validation_split
@@ -322,7 +323,7 @@ def test_majority_baseline():
 def test_released_wic_tsv_reads_and_indices_point_at_the_target():
     folder = Path(os.environ.get("WIC_TSV_DIR", Path(__file__).resolve().parents[2] / "shared/data/wic_tsv"))
     if not (folder / "train_examples.txt").is_file():
-        pytest.skip("WIC_TSV_DIR is not set to the WiC-TSV folder")
+        missing_corpus("WIC_TSV_DIR is not set to the WiC-TSV folder")
     splits = {s: read_split(folder, s) for s in ("train", "dev", "test")}
     assert {s: len(v) for s, v in splits.items()} == {"train": 2828, "dev": 389, "test": 1306}
     assert target_mismatches(splits["train"]) == [] and target_mismatches(splits["dev"]) == []

@@ -6,8 +6,8 @@ import re
 from types import SimpleNamespace
 
 import pytest
-
 from conftest import DM_CONFIG, LM_CONFIG, REPO, TRANSLATION_CONFIG, snakemake
+
 from shrink.core.errors import ShrinkError
 from shrink.core.harness import job_of
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from test_lm_sorting import TinyGRU
 
+from conftest import missing_corpus
 from shrink.core.errors import ConfigError, DataError
 from shrink.lm.arc import (
     MCSettings,
@@ -187,8 +188,9 @@ def test_mc_settings_reject_unknown_keys():
         MCSettings.from_dict({"epochs": 3})
 
 
-@pytest.mark.skipif(not ARC_DIR.is_dir(), reason="ARC-Easy is not in ../shared/data")
 def test_real_arc_files_load():
+    if not ARC_DIR.is_dir():
+        missing_corpus("ARC-Easy is not in ARC_EASY_DIR or ../shared/data")
     for split in ("train", "validation", "test"):
         items = load_arc(ARC_DIR / f"ARC-Easy-{split}.json")
         assert len(items) > 500

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import missing_corpus
 from shrink.core.errors import ConfigError, DataError
 from shrink.lm.clean import (
     ORDER,
@@ -207,8 +208,9 @@ def test_split_keeps_books_whole():
         split_by_document(docs, 4)
 
 
-@pytest.mark.skipif(not BOOKS.is_dir(), reason="shared Wolne Lektury books not present")
 def test_real_books_lose_publisher_text():
+    if not BOOKS.is_dir():
+        missing_corpus("the Wolne Lektury books are not in POLISH_LM_DIR or ../shared/data")
     docs = read_documents(BOOKS)
     out, report = clean_documents(docs)
     assert report["rows_out"] == report["rows_in"] == len(docs)

@@ -6,8 +6,9 @@ import math
 import pandas as pd
 import pytest
 from conftest import LM_CONFIG, completed_run, snakemake
-from shrink.core.precision import cpu_capability, resolve
 from test_workflow import planned_jobs
+
+from shrink.core.precision import cpu_capability, resolve
 
 pytestmark = pytest.mark.slow
 ARCHS = ["transformer", "gru", "bdh", "reflex"]

@@ -7,8 +7,8 @@ import pytest
 from shrink.core.encoders import minilm_path, resolve_source
 from shrink.core.errors import ConfigError
 from shrink.core.model_size import count_parameters, folder_bytes
-from shrink.ner.sources import ENV_VAR, resolve_conll_dir
 from shrink.ner.models import label_maps
+from shrink.ner.sources import ENV_VAR, resolve_conll_dir
 
 # --- count_parameters --------------------------------------------------------------------------
 

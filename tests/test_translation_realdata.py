@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import missing_corpus
 from shrink.translation.corpus import clean_splits, normalize, read_split
 from shrink.translation.vocab import decode, encode, train_vocab
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.realdata
 def splits():
     folder = os.environ.get("EN_RU_DIR")
     if not folder or not (Path(folder) / "flores200").is_dir():
-        pytest.skip("EN_RU_DIR is not set to the en-ru corpus folder")
+        missing_corpus("EN_RU_DIR is not set to the en-ru corpus folder")
     prefixes = yaml.safe_load(CONFIG.read_text())["translation"]["data"]["splits"]
     return {s: read_split([Path(folder) / p for p in ps], "en", "ru") for s, ps in prefixes.items()}
 
