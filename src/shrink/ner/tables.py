@@ -9,10 +9,14 @@ from ..core.atomic import write_text
 from .recipes import format_step
 
 
-def summary_frame(metric_paths, teacher="teacher"):
+def read_metrics(metric_paths):
+    return [json.loads(Path(path).read_text()) for path in metric_paths]
+
+
+def summary_frame(metrics, teacher="teacher"):
+    """One row per metrics dict (read_metrics), relative to the teacher's."""
     rows = []
-    for path in metric_paths:
-        m = json.loads(Path(path).read_text())
+    for m in metrics:
         p, s = m["parameters"], m["speed"]
         v, st = m.get("variant") or {}, m.get("structure") or {}
         rows.append({
@@ -47,12 +51,11 @@ def summary_frame(metric_paths, teacher="teacher"):
     return df
 
 
-def measured_on(metric_paths):
+def measured_on(metrics):
     """One line naming the machine(s) and precisions the metrics come from (metrics before they were
     recorded are left out)."""
     machines, evaluated, trained = set(), set(), set()
-    for path in metric_paths:
-        m = json.loads(Path(path).read_text())
+    for m in metrics:
         if "machine" in m:
             c = m["machine"]
             machines.add(f"{c['cpu']} (torch capability {c['cpu_capability']}, native bf16 "
@@ -67,9 +70,10 @@ def measured_on(metric_paths):
 
 
 def write_summary(metric_paths, out_csv, out_md, teacher="teacher"):
-    df = summary_frame(metric_paths, teacher)
+    metrics = read_metrics(metric_paths)  # once, for the table and the machine line
+    df = summary_frame(metrics, teacher)
     write_text(out_csv, df.to_csv(index=False, float_format="%.6g"))
     show = df[["model", "method", "test_f1", "test_f1_rel_teacher", "val_f1", "params", "compression", "sparsity",
                "heads_kept", "bits", "disk_mb", "latency_ms", "speedup", "tokens_per_s", "peak_rss_mb", "recipe"]]
-    write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n\n" + measured_on(metric_paths) + "\n")
+    write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n\n" + measured_on(metrics) + "\n")
     return df
