@@ -1,7 +1,7 @@
 # Translation task (config `task: translation`): parallel corpus -> cleaned pairs -> joint subword
 # vocabulary -> token shards -> teacher trained from scratch -> encoder-head pruning per lambda ->
-# test metrics -> tables, curves, gate plots and GIFs. Every output lives under results/translation/;
-# settings and input functions are in translation_common.smk.
+# validation and test metrics -> tables, curves, gate plots and GIFs. Every output lives under
+# results/translation/; settings and input functions are in translation_common.smk.
 
 
 if TR_SOURCE != "local":
@@ -149,6 +149,8 @@ rule tr_prune:
 rule tr_evaluate:
     input:
         **TR_TEST_SHARDS,
+        # greedy BLEU/chrF on validation: the split tr_summary chooses on (test is only shown)
+        validation=TR_SHARDS["validation"],
         vocab=f"{TR_OUT}/data/vocab.json",
         model=f"{TR_OUT}/models/{{model}}",
     output:

@@ -11,6 +11,7 @@ from shrink.core.errors import ConfigError
 from shrink.methods.distill import (
     Distillation,
     IntermediateDistillation,
+    QueryKeyRecorder,
     TeacherLogits,
     build_student,
     check_budget,
@@ -111,6 +112,38 @@ def test_intermediate_losses_vanish_for_a_copy_of_the_teacher(tiny_bert, batch):
             proj.weight.copy_(torch.eye(32))
     _, parts = objective(batch(), [0, 1, 2])
     assert float(parts["hidden"]) < 1e-10 and float(parts["attention"]) < 1e-12 and float(parts["kd"]) < 1e-6
+
+
+@pytest.mark.parametrize("attention", ["scores", "probabilities"])
+def test_intermediate_attention_loss_of_each_kind_vanishes_only_for_a_copy(tiny_bert, batch, attention):
+    teacher = tiny_bert(seed=1)
+    other = tiny_bert(seed=2)
+    b = batch()
+    losses = []
+    for student in (copy.deepcopy(teacher), other):
+        objective = IntermediateDistillation(student, teacher, uniform_layer_map(4, 4), attention=attention)
+        losses.append(float(objective(b, [0, 1, 2])[1]["attention"]))
+    assert losses[0] < 1e-12 < losses[1]
+
+
+def test_recorded_scores_are_the_pre_softmax_attention(tiny_bert, batch):
+    """The scores TinyBERT's loss compares, softmaxed over real keys, are the eager kernel's attention
+    probabilities: the recorder reproduces the matrix the paper calls A, before the softmax."""
+    model = tiny_bert(seed=3)
+    model.set_attn_implementation("eager")
+    b = batch()
+    recorder = QueryKeyRecorder(model.bert.encoder.layer)
+    try:
+        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"], output_attentions=True)
+    finally:
+        recorder.remove()
+    keys = b["attention_mask"].bool()[:, None, None, :]
+    for i, probs in enumerate(out.attentions):
+        scores = recorder.scores(i)
+        assert scores.shape == probs.shape
+        mine = torch.softmax(scores.masked_fill(~keys, float("-inf")), -1)
+        torch.testing.assert_close(mine, probs, rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(scores.masked_fill(~keys, 0), probs.masked_fill(~keys, 0))  # not probabilities
 
 
 def test_uniform_layer_map_is_tinyberts():

@@ -3,8 +3,10 @@
 import json
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 from conftest import LM_CONFIG, completed_run, snakemake
 from test_workflow import planned_jobs
 
@@ -26,12 +28,14 @@ def test_architecture_table_is_fair_and_consistent(finished_run):
     assert df["tokens"].nunique() == 1  # the same training tokens for every architecture
     assert (abs(df["params"] - 60000) / 60000 < 0.1).all()  # the same budget, within a width step
     for arch, row in df.iterrows():
-        assert row["val_ppl"] == pytest.approx(math.exp(row["val_loss"]), rel=1e-4), arch  # CSV keeps 6 digits
+        m = json.loads((res / "metrics" / "bpe300" / f"{arch}.json").read_text())
+        # the table shows the metrics file's numbers (CSV keeps 6 digits); test_perplexity_... recomputes them
+        assert row["val_ppl"] == pytest.approx(m["val_ppl"], rel=1e-5), arch
+        assert row["val_loss"] == pytest.approx(m["val_loss"], rel=1e-5), arch
         assert row["val_loss"] < math.log(300)  # every model learnt something beyond uniform
         assert row["train_tokens_per_s"] > 0 and row["gen_tokens_per_s"] > 0 and row["peak_rss_mb"] > 0
-    for arch in ARCHS:  # and exactly, from the metrics at full precision
+    for arch in ARCHS:
         m = json.loads((res / "metrics" / "bpe300" / f"{arch}.json").read_text())
-        assert m["val_ppl"] == pytest.approx(math.exp(m["val_loss"]), rel=1e-12), arch
         # .test/lm.yaml leaves lm.train.precision at auto: what this CPU runs natively
         assert m["precision"] == {"evaluate": "fp32", "train": resolve("auto", "cpu", "lm.train.precision")}, arch
         assert m["machine"]["cpu_capability"] == cpu_capability(), arch
@@ -47,6 +51,41 @@ def test_architecture_table_is_fair_and_consistent(finished_run):
                     "## Samples"):
         assert section in report, section
     assert report.count("**Młody książę**") == len(ARCHS)
+
+
+@torch.no_grad()
+def independent_nll(model, tokens, block_size):
+    """(summed -log p, tokens predicted) of a stream, one window at a time: window k reads
+    tokens[kB : kB+B] and predicts tokens[kB+1 : kB+B+1], so every token after the first is predicted once
+    (what perplexity means). log_softmax in float64 and a gather, apart from the metrics module's code."""
+    total, count = 0.0, 0
+    for start in range(0, len(tokens) - 1, block_size):
+        stop = min(start + block_size, len(tokens) - 1)
+        x, y = tokens[start:stop][None], tokens[start + 1: stop + 1][None]
+        logp = torch.log_softmax(model(x).double(), dim=-1).gather(-1, y[..., None])
+        total -= logp.sum().item()
+        count += y.numel()
+    return total, count
+
+
+def test_perplexity_matches_a_separate_forward_pass(finished_run):
+    """The recorded perplexity is exp(-mean log p) over the validation tokens, from the saved model."""
+    from shrink.lm.models import build
+
+    res = finished_run / "results" / "lm"
+    files = sorted((res / "metrics").glob("*/*.json"))
+    assert {f.stem for f in files} == set(ARCHS) and len(files) > len(ARCHS)  # bpe600 too
+    for f in files:
+        tok, arch = f.parent.name, f.stem
+        m = json.loads(f.read_text())
+        saved = torch.load(res / "models" / tok / f"{arch}.pt", weights_only=False)
+        model = build(saved["arch"], saved["vocab_size"], saved["block_size"], saved["width"], saved["settings"])
+        model.load_state_dict(saved["state_dict"])
+        tokens = torch.from_numpy(np.load(res / "data" / tok / "validation.npy").astype(np.int64))
+        nll, count = independent_nll(model.eval(), tokens, saved["block_size"])
+        assert count == len(tokens) - 1 == m["val_tokens"], (tok, arch)
+        assert m["val_ppl"] == pytest.approx(math.exp(nll / count), rel=1e-6), (tok, arch)
+        assert m["val_loss"] == pytest.approx(nll / count, rel=1e-6), (tok, arch)
 
 
 def test_cleaning_counts_match_the_planted_rows(finished_run):
@@ -66,13 +105,64 @@ def test_tokenizer_table_and_other_tasks(finished_run):
     assert list(tok["tokenizer"]) == ["bpe300", "bpe600"]
     sorting = pd.read_csv(res / "tables" / "sorting.csv")
     assert set(sorting["arch"]) == set(ARCHS) and set(sorting["length"]) == {4, 8}
-    assert sorting["per_position_accuracy"].between(0, 1).all()
+    # the table's scores, recounted from the greedy outputs the sorting job wrote beside them
+    for arch in ARCHS:
+        outputs = json.loads((res / "sorting" / f"{arch}.json").read_text())["outputs"]
+        assert [o["length"] for o in outputs] == [4, 8], arch
+        for o in outputs:
+            assert len(o["inputs"]) == len(o["predicted"]) == 16, arch  # lm.sorting.eval_per_length
+            right = [[p == e for p, e in zip(pred, sorted(x))] for x, pred in zip(o["inputs"], o["predicted"])]
+            assert all(len(r) == o["length"] for r in right), arch
+            row = sorting[(sorting["arch"] == arch) & (sorting["length"] == o["length"])].iloc[0]
+            n_right = sum(map(sum, right))
+            assert row["per_position_accuracy"] == pytest.approx(n_right / (16 * o["length"]), rel=1e-5), arch
+            assert row["exact_match"] == pytest.approx(sum(map(all, right)) / 16, rel=1e-5, abs=1e-9), arch
     arc = pd.read_csv(res / "tables" / "arc.csv")
     assert set(arc["mode"]) == {"zero-shot", "fine-tuned", "baseline"}
     assert set(arc.loc[arc["mode"] == "baseline", "arch"]) == {"(shortest option)", "(longest option)"}
+    # recount every ARC accuracy from the raw questions: the answers and the length baselines here, the
+    # models' choices from the predictions the ARC job wrote; the intervals from statsmodels' Wilson
+    from statsmodels.stats.proportion import proportion_confint
+
+    raw = json.loads((res / "data" / "arc_raw" / "ARC-Easy-test.json").read_text(encoding="utf-8"))
+    answers = {q["id"]: q["choices"]["label"].index(q["answerKey"]) for q in raw}
+    lengths = {q["id"]: [len(t.strip()) for t in q["choices"]["text"]] for q in raw}
     # 3-, 4- and 5-choice items: chance is their mean 1/k, not 0.25
-    assert 0.25 < arc["chance"].iloc[0] < 0.34
-    assert ((arc["ci_low"] <= arc["accuracy"]) & (arc["accuracy"] <= arc["ci_high"])).all()
+    chance = sum(1 / len(v) for v in lengths.values()) / len(raw)
+    assert 0.25 < chance < 0.34 and (arc["chance"] - chance).abs().max() < 1e-6
+
+    def check(row_filter, picks, what):
+        k, n = sum(picks[i] == answers[i] for i in answers), len(answers)
+        row = arc[row_filter].iloc[0]
+        low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+        assert row["n"] == n and row["accuracy"] == pytest.approx(k / n, rel=1e-5, abs=1e-9), what
+        assert row["ci_low"] == pytest.approx(low, abs=1e-6) and row["ci_high"] == pytest.approx(high, abs=1e-6), what
+
+    for name, pick in (("shortest", min), ("longest", max)):
+        picks = {i: pick(range(len(v)), key=v.__getitem__) for i, v in lengths.items()}
+        check(arc["arch"] == f"({name} option)", picks, name)
+    for arch in ARCHS:
+        pred = json.loads((res / "arc" / f"{arch}.json").read_text())["test_predictions"]
+        assert sorted(pred["ids"]) == sorted(answers), arch
+        for mode, label in (("zero_shot", "zero-shot"), ("finetuned", "fine-tuned")):
+            for score in ("sum", "mean"):
+                picks = dict(zip(pred["ids"], pred[mode][score]))
+                check((arc["arch"] == arch) & (arc["mode"] == label) & (arc["score"] == score), picks,
+                      (arch, mode, score))
+
+
+@pytest.mark.parametrize("k, n", [(0, 1), (1, 1), (0, 30), (30, 30), (1, 30), (29, 30), (7, 20), (50, 100),
+                                  (3, 1000)])
+def test_wilson_interval_matches_statsmodels(k, n):
+    from statsmodels.stats.proportion import proportion_confint
+
+    from shrink.lm.arc import accuracy_with_ci
+
+    r = accuracy_with_ci([True] * k + [False] * (n - k), [4] * n)
+    low, high = proportion_confint(k, n, alpha=0.05, method="wilson")
+    assert r["accuracy"] == k / n and r["n"] == n
+    assert r["ci_low"] == pytest.approx(low, abs=1e-12) and r["ci_high"] == pytest.approx(high, abs=1e-12)
+    assert r["above_chance"] == (low > 0.25)
 
 
 def test_rerun_does_nothing_and_tables_regenerate_from_cache(finished_run):

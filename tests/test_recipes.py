@@ -56,11 +56,32 @@ def test_run_selects_variants_and_sweeps_by_name():
     ({"recipe": []}, "compress.variants.v.recipe"),
     ({"from": "scratch", "recipe": [{"finetune": {}}]}, "compress.variants.v.from"),
     ({"recipe": [{"prune": {}}], "sweep": {"rank": [1]}}, "compress.variants.v.sweep.rank"),
+    # a mapping setting's own fields are declared and checked too
+    ({"recipe": [{"distill": {"intermediate": {"attention": "maps"}}}]},
+     "compress.variants.v.recipe[0].distill.intermediate.attention"),
+    ({"recipe": [{"distill": {"student": {"layer": 2}}}]}, "compress.variants.v.recipe[0].distill.student.layer"),
+    ({"recipe": [{"distill": {"student": {"layers": 0}}}]}, "compress.variants.v.recipe[0].distill.student.layers"),
 ])
 def test_bad_recipes_name_their_key(variant, key):
     with pytest.raises(ConfigError) as e:
         plan(cfg(v=variant))
     assert e.value.key == key
+
+
+def test_prune_mask_selection_is_checked_against_its_choices():
+    for ok in ("block", "row"):
+        plan(cfg(v={"recipe": [{"prune": {"mask_selection": ok}}]}))
+    with pytest.raises(ConfigError, match="block, row") as e:
+        plan(cfg(v={"recipe": [{"prune": {"mask_selection": "diagonal"}}]}))
+    assert e.value.key == "compress.variants.v.recipe[0].prune.mask_selection"
+
+
+def test_step_settings_fill_nested_defaults():
+    from shrink.ner.recipes import step_settings
+
+    s = step_settings("distill", {"epochs": 2, "intermediate": {"hidden_weight": 0.5}})
+    assert s["intermediate"] == {"hidden_weight": 0.5, "attention_weight": 1.0, "attention": "scores"}
+    assert "epochs" not in s and s["alpha"] == 0.5
 
 
 def test_training_steps_accept_train_overrides():

@@ -1,6 +1,7 @@
 """End to end: the translation task on the generated toy corpus (the CI-sized run, about a minute)."""
 
 import functools
+import hashlib
 import json
 import time
 
@@ -43,6 +44,16 @@ def test_outputs_and_scores(finished_run):
     assert df.loc["teacher", "encoder_heads"] == "8/8"
     # the in-domain test set held out of train (translation.data.holdout) is scored beside the test split
     assert df.loc["teacher", "bleu_greedy_heldout"] > 50 and df.loc["copy_source", "bleu_greedy_heldout"] < 5
+    # validation is scored too, greedy only, and the summary's choice is made on it (issue 16)
+    assert df.loc["teacher", "val_bleu_greedy"] > 50 and pd.isna(df.loc["copy_source", "val_bleu_greedy"])
+    assert set(json.loads((res / "metrics" / "teacher.json").read_text())["validation"]) == {"greedy"}
+    pruned = df[df["lambda"].notna()]
+    ok = pruned[pruned["val_bleu_greedy"] >= df.loc["teacher", "val_bleu_greedy"] - 1.0]
+    chosen = [line for line in (res / "tables" / "summary.md").read_text().splitlines()
+              if line.startswith("Chosen on validation")]
+    assert len(chosen) == 1
+    if len(ok):
+        assert f"**{ok.sort_values('heads_removed_pct').index[-1]}**" in chosen[0]
     for name in FIGURES:
         f = res / "figures" / name
         assert f.stat().st_size > 3000, name
@@ -57,11 +68,50 @@ def test_outputs_and_scores(finished_run):
     assert seconds < 240, f"the CI-sized translation run took {seconds:.0f} s"
 
 
+def group_digests(state_dict):
+    """{group: sha256} of a saved state dict, computed here apart from the job's code: per tensor the line
+    "<name> <dtype> <shape> <sha256 of its bytes>" in name order, one digest per group of names."""
+    lines = {"decoder": [], "encoder_self_attn": [], "encoder_other": []}
+    for name in sorted(state_dict):
+        t = state_dict[name]
+        group = ("decoder" if name.startswith("decoder.") else
+                 "encoder_self_attn" if ".self_attn." in name and name.startswith("encoder.layers.")
+                 else "encoder_other")
+        digest = hashlib.sha256(t.numpy().tobytes()).hexdigest()  # float32 on CPU: numpy holds the raw bytes
+        lines[group].append(f"{name} {t.dtype} {list(t.shape)} {digest}\n")
+    return {g: hashlib.sha256("".join(rows).encode()).hexdigest() for g, rows in lines.items()}
+
+
 def test_pruning_froze_the_model_and_logged_every_gate(finished_run):
+    import torch
+
     res = finished_run[0] / "results" / "translation"
+    load = functools.partial(torch.load, map_location="cpu", weights_only=True)
+    teacher = load(res / "models" / "teacher" / "model.pt")
+    teacher_digests = group_digests(teacher)
+    cfg = json.loads((res / "models" / "teacher" / "config.json").read_text())
+    head_dim = cfg["d_model"] // cfg["heads"]
     for lam in ("0.5", "0.01"):
         report = json.loads((res / "train" / f"heads_l{lam}" / "prune.json").read_text())
-        assert report["frozen_parameters_changed"] == 0 and report["frozen_parameters_checked"] > 20
+        assert report["frozen_parameters_checked"] > 20
+        # the recorded checksums are those of the teacher's files, and gate training moved none of them
+        assert report["frozen_checksum_before"] == teacher_digests, lam
+        assert report["frozen_checksum_after"] == report["frozen_checksum_before"], lam
+        assert report["frozen_groups_changed"] == [], lam
+        # the saved pruned model: decoder (tied embedding included) and the rest of the encoder are the
+        # teacher's, byte for byte; its encoder self-attention is the teacher's with closed heads cut out
+        pruned = load(res / "models" / f"heads_l{lam}" / "model.pt")
+        pruned_digests = group_digests(pruned)
+        for group in ("decoder", "encoder_other"):
+            assert pruned_digests[group] == teacher_digests[group], (lam, group)
+            assert pruned_digests[group] == report["frozen_checksum_after"][group], (lam, group)
+        assert {k for k in pruned if k.startswith("decoder.")} == {k for k in teacher if k.startswith("decoder.")}
+        for layer, heads in report["keep"].items():
+            rows = [h * head_dim + j for h in heads for j in range(head_dim)]
+            for proj in ("q", "k", "v"):
+                for kind in ("weight", "bias"):
+                    key = f"encoder.layers.{layer}.self_attn.{proj}.{kind}"
+                    assert torch.equal(pruned[key], teacher[key][rows]), (lam, key)
         gates = pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv")
         assert set(zip(gates["layer"], gates["head"])) == {(i, h) for i in range(2) for h in range(4)}
         metrics = json.loads((res / "metrics" / f"heads_l{lam}.json").read_text())

@@ -62,11 +62,18 @@ def test_save_load_round_trip(tmp_path, tiny_bert, batch, make):
     assert sum(p.numel() for p in again.parameters()) == sum(p.numel() for p in model.parameters())
 
 
-def test_plain_models_stay_loadable_by_transformers(tmp_path, tiny_bert):
+def test_plain_models_stay_loadable_by_transformers(tmp_path, tiny_bert, batch):
     from transformers import AutoModelForTokenClassification
 
-    save_variant(tiny_bert(), None, tmp_path)
-    AutoModelForTokenClassification.from_pretrained(tmp_path)
+    model = tiny_bert()
+    save_variant(model, None, tmp_path)
+    # plain transformers, no shrink code: every weight found (none freshly initialised), same outputs
+    again, info = AutoModelForTokenClassification.from_pretrained(tmp_path, output_loading_info=True)
+    assert type(again) is type(model) and not getattr(again.config, "shrink_ops", None)
+    assert not info["missing_keys"] and not info["unexpected_keys"] and not info["mismatched_keys"]
+    b = {k: v for k, v in batch().items() if k != "labels"}
+    with torch.no_grad():
+        assert torch.equal(again.eval()(**b).logits, model(**b).logits)
 
 
 def test_unknown_op_is_an_error(tmp_path, tiny_bert):

@@ -24,5 +24,33 @@ def count_parameters(model):
     return {"total": total, "embedding": emb, "non_embedding": total - emb, "nonzero": nonzero}
 
 
+def linear_weights(module):
+    """(name, weight) of every linear layer under `module`: an nn.Linear's float weight, or the quantized
+    tensor a quantized Linear (torch.ao dynamic int8, as methods/quantize.py makes) keeps packed,
+    outside parameters()."""
+    import torch
+
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Linear):
+            yield name, m.weight
+        elif isinstance(m, torch.ao.nn.quantized.Linear):
+            yield name, m.weight()
+
+
+def zero_weights(weight):
+    """How many entries of a weight are exactly zero; in a quantized tensor, the stored integers that
+    equal their zero point (per tensor or per channel), i.e. the entries that dequantize to 0."""
+    import torch
+
+    if not weight.is_quantized:
+        return int((weight == 0).sum())
+    q = weight.int_repr()
+    if weight.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return int((q == weight.q_zero_point()).sum())
+    shape = [1] * q.dim()
+    shape[weight.q_per_channel_axis()] = -1
+    return int((q == weight.q_per_channel_zero_points().view(shape)).sum())
+
+
 def folder_bytes(path):
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())

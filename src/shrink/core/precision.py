@@ -101,6 +101,14 @@ def autocast(device, precision):
     return contextlib.nullcontext()
 
 
+def loss_dtype(tensor):
+    """The dtype a loss is computed in: at least fp32 (bf16/fp16 logits under autocast are widened, since a
+    softmax or KL in 8 mantissa bits is noisy), and fp64 stays fp64, so the loss follows a double model."""
+    import torch
+
+    return torch.promote_types(tensor.dtype, torch.float32)
+
+
 def grad_scaler(device, precision):
     """A gradient scaler that is active for fp16 only (bf16 has fp32's exponent range and needs none)."""
     import torch

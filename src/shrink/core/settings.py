@@ -25,6 +25,7 @@ class Setting:
     minimum: float | None = None
     maximum: float | None = None
     exclusive_minimum: bool = False  # the value must lie above `minimum`, not at it
+    fields: tuple = ()  # a mapping setting's own declared settings (checked, defaulted and listed as name.field)
 
     def check(self, value, key):
         """Raise a ConfigError naming `key` unless `value` has this setting's type and lies in its range."""
@@ -44,6 +45,8 @@ class Setting:
             raise ConfigError(key, f"must be {bound} {self.minimum:g}, got {value!r}")
         if self.maximum is not None and value > self.maximum:
             raise ConfigError(key, f"must be at most {self.maximum:g}, got {value!r}")
+        if self.fields:
+            check(value, self.fields, key)
 
     def describe_range(self):
         if self.choices:
@@ -88,10 +91,17 @@ def with_defaults(params, settings):
     """`params` with every declared setting it leaves out set to its declared default."""
     out = {s.name: s.default for s in settings if s.default not in (REQUIRED, NO_DEFAULT)}
     out.update(params)
+    for s in settings:  # a given mapping setting gets its own fields' defaults
+        if s.fields and isinstance(out.get(s.name), dict):
+            out[s.name] = with_defaults(out[s.name], s.fields)
     return out
 
 
-def markdown_rows(settings):
-    """Reference-table rows: setting, type, default, range, meaning."""
-    return [f"| `{s.name}` | {TYPE_NAMES.get(s.type, s.type.__name__)} | {s.describe_default()} | "
-            f"{s.describe_range()} | {s.description} |" for s in settings]
+def markdown_rows(settings, prefix=""):
+    """Reference-table rows: setting, type, default, range, meaning; a mapping's fields follow it as name.field."""
+    rows = []
+    for s in settings:
+        rows.append(f"| `{prefix}{s.name}` | {TYPE_NAMES.get(s.type, s.type.__name__)} | {s.describe_default()} | "
+                    f"{s.describe_range()} | {s.description} |")
+        rows += markdown_rows(s.fields, f"{prefix}{s.name}.")
+    return rows

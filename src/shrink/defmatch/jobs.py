@@ -72,7 +72,7 @@ def train(smk):
     from ..core.atomic import write_csv
     from ..core.precision import machine
     from .classifier_heads import build_head
-    from .train import evaluate, majority_baseline, train_head
+    from .train import evaluate, logits, majority_baseline, train_head
 
     set_threads(smk)
     data = torch.load(smk.input[0], weights_only=False)
@@ -95,6 +95,7 @@ def train(smk):
         "sizes": {s: len(data["splits"][s]["labels"]) for s in ("train", "validation", "test")},
         "selected_epoch": chosen["epoch"], "validation": evaluate(head, va, va["labels"]),
         "test": evaluate(head, te, te["labels"]),
+        "test_predictions": (logits(head, te) > 0).long().tolist(),  # per test item in file order, for a recount
         "majority": {"validation": majority_baseline(tr["labels"], va["labels"]),
                      "test": majority_baseline(tr["labels"], te["labels"])},
     }

@@ -207,9 +207,12 @@ def sorting(smk):
     lo, hi = s["train_lengths"]
     train_settings = {k: s[k] for k in ("max_value", "steps", "batch_size", "lr") if k in s}
     rows = train_sorter(model, {**train_settings, "train_lengths": list(range(lo, hi + 1)), "seed": smk.params.seed})
-    results = evaluate_sorter(model, s["eval_lengths"], s["eval_per_length"], s["max_value"], smk.params.seed + 1)
+    outputs = []  # the greedy outputs themselves, so the scores can be recounted from the result file
+    results = evaluate_sorter(model, s["eval_lengths"], s["eval_per_length"], s["max_value"], smk.params.seed + 1,
+                              record=outputs)
     write_csv(smk.output.steps, rows)
-    write_json(smk.output.result, {"arch": arch, "width": width, "params": count_params(model), "by_length": results})
+    write_json(smk.output.result, {"arch": arch, "width": width, "params": count_params(model), "by_length": results,
+                                   "outputs": outputs})
     print(json.dumps(results, indent=1))
 
 
@@ -243,18 +246,21 @@ def arc(smk):
     tok = open_tokenizer(smk.input.tokenizer)
     model, _ = load_lm(smk.input.model)
 
-    def score(items):
+    predictions = {}  # mode -> score -> the chosen option per test item, so accuracies can be recounted
+
+    def score(items, mode):
         sums, counts = option_logprobs(model, tok.encode, items, batch_size=32)
         out = {}
         for name, normalise in (("sum", False), ("mean", True)):
             picked = choose(sums, counts, normalise=normalise)
+            predictions.setdefault(mode, {})[name] = picked
             correct = [p == it["answer"] for p, it in zip(picked, items)]
             out[name] = accuracy_with_ci(correct, [len(it["choices"]) for it in items])
         return out
 
     result = {"arch": smk.wildcards.arch, "items": {k: len(v) for k, v in splits.items()},
               "baselines": {"test": length_baselines(splits["test"])},
-              "zero_shot": {"test": score(splits["test"])}}
+              "zero_shot": {"test": score(splits["test"], "zero_shot")}}
     torch.manual_seed(smk.params.seed)
     rows, best_val = finetune_mc(model, tok.encode, splits["train"], splits["validation"],
                                  {**a["finetune"], "seed": smk.params.seed})  # keeps the best-validation weights
@@ -262,7 +268,9 @@ def arc(smk):
     # score is the zero-shot one and scoring the test split again would only repeat it
     changed = best_val > rows[0]["val_accuracy"]
     result["finetuned"] = {"best_validation_accuracy": best_val, "weights_changed": changed,
-                           "test": score(splits["test"]) if changed else result["zero_shot"]["test"]}
+                           "test": score(splits["test"], "finetuned") if changed else result["zero_shot"]["test"]}
+    predictions.setdefault("finetuned", predictions["zero_shot"])
+    result["test_predictions"] = {"ids": [it["id"] for it in splits["test"]], **predictions}
     write_csv(smk.output.steps, rows)
     write_json(smk.output.result, result)
     print(json.dumps(result, indent=1))

@@ -178,9 +178,10 @@ def eval_inputs(length, n, max_value, seed):
     return sample_inputs(length, n, max_value, torch.Generator().manual_seed(seed * 1_000_003 + length))
 
 
-def evaluate_sorter(model, lengths, n_per_length, max_value, seed, batch_size=64):
+def evaluate_sorter(model, lengths, n_per_length, max_value, seed, batch_size=64, record=None):
     """Greedy sorting accuracy per length: [dict(length, exact_match, per_position_accuracy, n,
-    per_position_curve)]. Every length must fit the model's context (else ShrinkError)."""
+    per_position_curve)]. Every length must fit the model's context (else ShrinkError).
+    `record`, a list, receives dict(length, inputs, predicted) per length: the raw outputs, for a recount."""
     for length in lengths:
         check_fits(length, model.block_size, "evaluation length")
     device, was_training = _device(model), model.training
@@ -188,8 +189,10 @@ def evaluate_sorter(model, lengths, n_per_length, max_value, seed, batch_size=64
     results = []
     for length in lengths:
         x = eval_inputs(length, n_per_length, max_value, seed)
-        outputs = [greedy_sort(model, chunk.to(device), max_value).cpu() for chunk in x.split(batch_size)]
-        results.append(dict(length=length, **score(torch.cat(outputs), x.sort(dim=1).values)))
+        outputs = torch.cat([greedy_sort(model, chunk.to(device), max_value).cpu() for chunk in x.split(batch_size)])
+        results.append(dict(length=length, **score(outputs, x.sort(dim=1).values)))
+        if record is not None:
+            record.append(dict(length=length, inputs=x.tolist(), predicted=outputs.tolist()))
     model.train(was_training)
     return results
 

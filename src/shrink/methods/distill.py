@@ -16,6 +16,7 @@ from torch import nn
 from ..core.distributed import global_mean
 from ..core.errors import ConfigError
 from ..core.model_size import count_parameters
+from ..core.precision import loss_dtype
 from .factorize import factorize_embeddings
 
 _kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
@@ -23,11 +24,11 @@ _kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
 
 def kd_loss(student_logits, teacher_logits, labels, mask, alpha=0.5, temperature=2.0):
     """(loss, parts). Soft term on real (unpadded) word pieces only; hard term on labelled ones."""
-    mask = mask.bool()
-    s, t = student_logits[mask].float(), teacher_logits[mask].float()
+    mask, dtype = mask.bool(), loss_dtype(student_logits)
+    s, t = student_logits[mask].to(dtype), teacher_logits[mask].to(dtype)
     # batchmean over the flattened real tokens: the mean KL per token
     soft = _kl(F.log_softmax(s / temperature, -1), F.log_softmax(t / temperature, -1)) * temperature**2
-    hard = F.cross_entropy(student_logits.flatten(0, 1).float(), labels.flatten(), ignore_index=-100)
+    hard = F.cross_entropy(student_logits.flatten(0, 1).to(dtype), labels.flatten(), ignore_index=-100)
     # each term a mean over its own tokens, of the whole batch when processes hold shards of it
     soft, hard = global_mean(soft, mask.sum()), global_mean(hard, (labels != -100).sum())
     return alpha * hard + (1 - alpha) * soft, {"ce": hard.detach(), "kd": soft.detach()}
@@ -89,6 +90,14 @@ class Distillation(nn.Module):
         if teacher is not None:
             teacher.eval().requires_grad_(False)
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to(device), .double(), .cuda() reach submodules through _apply; the teacher is not a
+        # submodule, so without this it stayed on the CPU in fp32 while the student moved (issue 16)
+        super()._apply(fn, *args, **kwargs)
+        if self.teacher is not None:
+            self.teacher._apply(fn, *args, **kwargs)
+        return self
+
     def teacher_logits(self, batch, indices):
         if self.cache is not None:
             return self.cache.batch(indices, batch["input_ids"].shape[1]).to(batch["input_ids"].device)
@@ -101,18 +110,64 @@ class Distillation(nn.Module):
                        self.alpha, self.temperature)
 
 
+def _self_attention(layer):
+    return layer.attention.self
+
+
+class QueryKeyRecorder:
+    """Forward hooks on the query and key projections of some encoder layers, so that a model's attention
+    scores can be computed after a forward pass with any attention kernel (eager, SDPA, flash), none of
+    which returns the scores before the softmax."""
+
+    def __init__(self, layers):
+        self.layers, self.outputs, self.handles = list(layers), {}, []
+        for i, layer in enumerate(self.layers):
+            att = _self_attention(layer)
+            for part in ("query", "key"):
+                self.handles.append(getattr(att, part).register_forward_hook(self._keep((i, part))))
+
+    def _keep(self, key):
+        def hook(mod, args, out):
+            self.outputs[key] = out
+        return hook
+
+    def scores(self, i):
+        """Layer i's unnormalised attention scores Q K^T / sqrt(d): (batch, heads, query, key)."""
+        att = _self_attention(self.layers[i])
+        return attention_scores(self.outputs[(i, "query")], self.outputs[(i, "key")], att.num_attention_heads)
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+
+
+def attention_scores(query, key, heads):
+    """(batch, heads, L, L) scaled dot products of projected queries and keys given as (batch, L, heads * d)."""
+    b, n, width = query.shape
+    d = width // heads
+    q = query.view(b, n, heads, d).transpose(1, 2)
+    k = key.view(b, n, heads, d).transpose(1, 2)
+    return q @ k.transpose(-1, -2) * d**-0.5
+
+
 class IntermediateDistillation(Distillation):
-    """TinyBERT-style: MSE between projected student hidden states and the teacher's on a layer map,
-    MSE between attention probabilities, plus the logit KD loss; the teacher runs live.
+    """TinyBERT (Jiao et al. 2020): MSE between projected student hidden states and the teacher's on a
+    layer map (eq. 8, embeddings included), MSE between attention matrices (eq. 7), plus the logit KD loss;
+    the teacher runs live.
 
     Layer m of the student (1-based; 0 = embeddings) is matched to teacher layer `layer_map[m]`.
-    Attention maps are compared per head, so student and teacher need the same head count.
+    `attention="scores"` compares the unnormalised scores Q K^T / sqrt(d), as the paper does (its A_i is
+    the matrix before the softmax); `"probabilities"` compares the softmax outputs instead. Either way only
+    pairs of real (unpadded) tokens count, per head, so student and teacher need the same head count.
     """
 
     def __init__(self, model, teacher, layer_map, alpha=0.5, temperature=2.0, hidden_weight=1.0,
-                 attention_weight=1.0, seed=0):
+                 attention_weight=1.0, seed=0, attention="scores"):
         super().__init__(model, alpha, temperature, teacher=teacher)
+        if attention not in ("scores", "probabilities"):
+            raise ConfigError("intermediate.attention", f"must be scores or probabilities, not {attention!r}")
         self.layer_map, self.hidden_weight, self.attention_weight = layer_map, hidden_weight, attention_weight
+        self.attention = attention
         hs, ht = model.config.hidden_size, teacher.config.hidden_size
         # one learned projection per matched layer (TinyBERT's W_h), student width -> teacher width, drawn
         # from `seed`: torch's global RNG starts from a random state in every process
@@ -124,27 +179,44 @@ class IntermediateDistillation(Distillation):
             raise ConfigError("intermediate.attention_weight", "attention maps need equal head counts "
                               f"(student {model.config.num_attention_heads}, teacher "
                               f"{teacher.config.num_attention_heads}); set it to 0")
-        for m in (model, teacher):  # attention probabilities are only returned by the eager kernel
-            m.set_attn_implementation("eager")
+        if attention_weight and attention == "probabilities":
+            for m in (model, teacher):  # attention probabilities are only returned by the eager kernel
+                m.set_attn_implementation("eager")
+
+    def _attention_maps(self, model, inputs):
+        """(output, {layer (1-based): attention matrix}) of one forward pass, per self.attention."""
+        layers = model.base_model.encoder.layer
+        if self.attention == "probabilities":
+            out = model(**inputs, output_hidden_states=True, output_attentions=True)
+            return out, {i + 1: a for i, a in enumerate(out.attentions)}
+        recorder = QueryKeyRecorder(layers)
+        try:
+            out = model(**inputs, output_hidden_states=True)
+        finally:
+            recorder.remove()
+        return out, {i + 1: recorder.scores(i) for i in range(len(layers))}
 
     def forward(self, batch, indices):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
-        want_att = bool(self.attention_weight)
-        out = self.model(**inputs, output_hidden_states=True, output_attentions=want_att)
-        with torch.no_grad():
-            ref = self.teacher(**inputs, output_hidden_states=True, output_attentions=want_att)
+        if self.attention_weight:
+            out, maps = self._attention_maps(self.model, inputs)
+            with torch.no_grad():
+                ref, ref_maps = self._attention_maps(self.teacher, inputs)
+        else:
+            out = self.model(**inputs, output_hidden_states=True)
+            with torch.no_grad():
+                ref = self.teacher(**inputs, output_hidden_states=True)
         loss, parts = kd_loss(out.logits, ref.logits, batch["labels"], batch["attention_mask"], self.alpha,
                               self.temperature)
-        mask = batch["attention_mask"].bool()
-        hidden = sum(F.mse_loss(proj(out.hidden_states[s])[mask].float(), ref.hidden_states[t][mask].float())
+        mask, dtype = batch["attention_mask"].bool(), loss_dtype(out.logits)
+        hidden = sum(F.mse_loss(proj(out.hidden_states[s])[mask].to(dtype), ref.hidden_states[t][mask].to(dtype))
                      for proj, (s, t) in zip(self.project, enumerate(self.layer_map)))
         hidden = global_mean(hidden, mask.sum())  # every layer's mean runs over the same real tokens
         parts["hidden"] = hidden.detach()
         loss = loss + self.hidden_weight * hidden
-        if want_att:
+        if self.attention_weight:
             pair = mask[:, None, :, None] & mask[:, None, None, :]  # real query and key positions
-            att = sum(F.mse_loss(out.attentions[s - 1].float().masked_select(pair),
-                                 ref.attentions[t - 1].float().masked_select(pair))
+            att = sum(F.mse_loss(maps[s].to(dtype).masked_select(pair), ref_maps[t].to(dtype).masked_select(pair))
                       for s, t in enumerate(self.layer_map) if s > 0)
             att = global_mean(att, pair.sum())
             parts["attention"] = att.detach()
@@ -196,7 +268,8 @@ def build_student(parent, spec, labels, seed):
         intermediate_size=spec.get("ffn", pconf.intermediate_size),
         max_position_embeddings=pconf.max_position_embeddings, type_vocab_size=pconf.type_vocab_size,
         num_labels=len(labels), id2label=pconf.id2label, label2id=pconf.label2id)
-    student = AutoModelForTokenClassification.from_config(config)
+    # built in torch's default dtype on the CPU; the student follows its parent's instead
+    student = AutoModelForTokenClassification.from_config(config).to(parent.device, parent.dtype)
     if spec.get("embedding_rank"):
         factorize_embeddings(student, spec["embedding_rank"], init=False)
         student.config.shrink_ops = [{"op": "factorize_embeddings", "rank": spec["embedding_rank"]}]

@@ -11,18 +11,24 @@ from torch import nn
 
 def svd_factors(weight, rank):
     """A (m x r), B (r x n) with A @ B the best rank-r approximation of `weight`; sqrt(S) split evenly."""
-    u, s, vh = torch.linalg.svd(weight.detach().float(), full_matrices=False)
+    w = weight.detach()
+    u, s, vh = torch.linalg.svd(w.to(torch.promote_types(w.dtype, torch.float32)), full_matrices=False)
     root = s[:rank].sqrt()
     return u[:, :rank] * root, root[:, None] * vh[:rank]
+
+
+def _like(tensor):
+    """Factory arguments that put a replacement module where the replaced one's weights are."""
+    return {"device": tensor.device, "dtype": tensor.dtype}
 
 
 class FactorizedEmbedding(nn.Module):
     """ALBERT's V x H table as a V x E lookup followed by an E x H projection (no bias)."""
 
-    def __init__(self, num_embeddings, embedding_dim, rank, padding_idx=None):
+    def __init__(self, num_embeddings, embedding_dim, rank, padding_idx=None, device=None, dtype=None):
         super().__init__()
-        self.inner = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx)
-        self.project = nn.Linear(rank, embedding_dim, bias=False)
+        self.inner = nn.Embedding(num_embeddings, rank, padding_idx=padding_idx, device=device, dtype=dtype)
+        self.project = nn.Linear(rank, embedding_dim, bias=False, device=device, dtype=dtype)
         self.num_embeddings, self.embedding_dim, self.rank = num_embeddings, embedding_dim, rank
 
     @property
@@ -34,7 +40,7 @@ class FactorizedEmbedding(nn.Module):
 
     @classmethod
     def from_embedding(cls, emb, rank):
-        new = cls(emb.num_embeddings, emb.embedding_dim, rank, emb.padding_idx)
+        new = cls(emb.num_embeddings, emb.embedding_dim, rank, emb.padding_idx, **_like(emb.weight))
         a, b = svd_factors(emb.weight, rank)
         with torch.no_grad():
             new.inner.weight.copy_(a)
@@ -49,7 +55,7 @@ def factorize_embeddings(model, rank, init=True):
     if not 0 < rank <= min(emb.num_embeddings, emb.embedding_dim):
         raise ValueError(f"embedding rank {rank} must be in [1, {min(emb.num_embeddings, emb.embedding_dim)}]")
     new = FactorizedEmbedding.from_embedding(emb, rank) if init else FactorizedEmbedding(
-        emb.num_embeddings, emb.embedding_dim, rank, emb.padding_idx)
+        emb.num_embeddings, emb.embedding_dim, rank, emb.padding_idx, **_like(emb.weight))
     model.set_input_embeddings(new)
     return model
 
@@ -57,10 +63,10 @@ def factorize_embeddings(model, rank, init=True):
 class LowRankLinear(nn.Module):
     """y = B (A x) + b: a Linear(n, m) through a rank-r bottleneck."""
 
-    def __init__(self, in_features, out_features, rank, bias=True):
+    def __init__(self, in_features, out_features, rank, bias=True, device=None, dtype=None):
         super().__init__()
-        self.down = nn.Linear(in_features, rank, bias=False)
-        self.up = nn.Linear(rank, out_features, bias=bias)
+        self.down = nn.Linear(in_features, rank, bias=False, device=device, dtype=dtype)
+        self.up = nn.Linear(rank, out_features, bias=bias, device=device, dtype=dtype)
         self.in_features, self.out_features, self.rank = in_features, out_features, rank
 
     def forward(self, x):
@@ -68,7 +74,7 @@ class LowRankLinear(nn.Module):
 
     @classmethod
     def from_linear(cls, linear, rank):
-        new = cls(linear.in_features, linear.out_features, rank, linear.bias is not None)
+        new = cls(linear.in_features, linear.out_features, rank, linear.bias is not None, **_like(linear.weight))
         a, b = svd_factors(linear.weight, rank)
         with torch.no_grad():
             new.up.weight.copy_(a)
@@ -120,6 +126,6 @@ def factorize_linears(model, ranks, init=True):
         parent = model.get_submodule(parent_name)
         lin = getattr(parent, attr)
         new = LowRankLinear.from_linear(lin, rank) if init else LowRankLinear(
-            lin.in_features, lin.out_features, rank, lin.bias is not None)
+            lin.in_features, lin.out_features, rank, lin.bias is not None, **_like(lin.weight))
         setattr(parent, attr, new)
     return model

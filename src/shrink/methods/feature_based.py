@@ -48,7 +48,8 @@ class FeatureTagger(nn.Module):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                                   output_hidden_states=True).hidden_states
             feats = torch.stack(hidden[-self.layers:]).sum(0)
-        x = self.dropout(feats.float())
+        # bf16 features under autocast are widened to the tagger's own dtype (fp32, or fp64 in a double model)
+        x = self.dropout(feats.to(self.classifier.weight.dtype))
         if self.head_kind == "bilstm":
             # packing keeps the backward direction from reading the padding first
             lengths = attention_mask.sum(1).cpu()

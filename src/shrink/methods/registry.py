@@ -28,17 +28,38 @@ SHARE_LAYERS = (
             minimum=1),
 )
 
+# `distill.student`: the student's shape (TinyBERT's uniform layer map when layers_from is absent)
+STUDENT = (
+    Setting("init", str, "parent", "parent: the parent's weights and width, some of its layers; random: a fresh "
+            "BERT of the shape below", choices=("parent", "random")),
+    Setting("layers", int, NO_DEFAULT, "encoder layers of the student (default: the parent's)", minimum=1),
+    Setting("layers_from", list, NO_DEFAULT, "with init parent: the parent's layers kept, 0-based (default: the "
+            "top layer of each of `layers` equal spans)"),
+    Setting("hidden", int, NO_DEFAULT, "with init random: hidden size (default: the parent's)", minimum=1),
+    Setting("heads", int, NO_DEFAULT, "with init random: attention heads (default: the parent's)", minimum=1),
+    Setting("ffn", int, NO_DEFAULT, "with init random: feed-forward size (default: the parent's)", minimum=1),
+    Setting("embedding_rank", int, NO_DEFAULT, "with init random: factorised embeddings of this rank", minimum=1),
+)
+# `distill.intermediate`: TinyBERT's layer losses (Jiao et al. 2020, eq. 7-9)
+INTERMEDIATE = (
+    Setting("hidden_weight", float, 1.0, "weight of the MSE between projected student and teacher hidden states "
+            "(embeddings included)", minimum=0.0),
+    Setting("attention_weight", float, 1.0, "weight of the attention MSE; 0 switches it off (needed when head "
+            "counts differ)", minimum=0.0),
+    Setting("attention", str, "scores", "what the attention MSE compares: scores, the paper's unnormalised "
+            "QK^T/sqrt(d) of real token pairs, or probabilities (after the softmax; this project's earlier loss)",
+            choices=("scores", "probabilities")),
+)
 # recipe step `distill`: Hinton KD (logits) or TinyBERT (`intermediate`) into a student
 DISTILL = (
-    Setting("student", dict, None, "student shape: layers, layers_from, init (parent/random); with init random "
-            "also hidden, heads, ffn, embedding_rank; null keeps the parent"),
-    Setting("alpha", float, 0.5, "weight of the soft-target loss; 1 - alpha weighs the gold-label loss",
+    Setting("student", dict, None, "student shape (fields below); null keeps the parent", fields=STUDENT),
+    Setting("alpha", float, 0.5, "weight of the gold-label cross-entropy; 1 - alpha weighs the soft-target (KD) loss",
             minimum=0.0, maximum=1.0),
     Setting("temperature", float, 2.0, "softmax temperature of the soft targets", minimum=0.01),
     Setting("budget", int, NO_DEFAULT, "parameter budget of the student (default compress.student_budget); "
             "a larger student fails before training", minimum=1),
-    Setting("intermediate", dict, NO_DEFAULT, "TinyBERT layer losses: hidden_weight, attention_weight "
-            "(hidden states and attention maps of uniformly mapped layers)"),
+    Setting("intermediate", dict, NO_DEFAULT, "TinyBERT layer losses on uniformly mapped layers, on top of the "
+            "logit loss (fields below); the teacher runs live", fields=INTERMEDIATE),
 )
 
 # recipe step `prune`: one-shot pruning of every encoder linear, layer by layer on calibration sentences
@@ -52,6 +73,10 @@ PRUNE = (
     Setting("blocksize", int, 128, "columns SparseGPT prunes and updates at a time", minimum=1),
     Setting("percdamp", float, 0.01, "dampening added to the Hessian diagonal, as a share of its mean",
             minimum=0.0),
+    Setting("mask_selection", str, "block", "sparsegpt, unstructured: block picks the lowest OBS errors over "
+            "each whole block of columns (the paper; rows lose different counts), row takes the same share "
+            "in every row; magnitude (layer-wide), wanda (per row) and n:m ignore it",
+            choices=("block", "row")),
 )
 
 # recipe step `gate_heads`: Voita et al. hard-concrete head gates with an expected-L0 penalty
@@ -59,7 +84,7 @@ GATE_HEADS = (
     Setting("lambda", float, 0.01, "weight of the expected-L0 penalty (more closes more heads)", minimum=0.0),
     Setting("loss", str, "task", "task (gold labels) or distill (KD from the cached teacher logits)",
             choices=("task", "distill")),
-    Setting("alpha", float, 0.5, "with loss distill: weight of the soft-target loss", minimum=0.0, maximum=1.0),
+    Setting("alpha", float, 0.5, "with loss distill: weight of the gold-label cross-entropy (1 - alpha: the KD loss)", minimum=0.0, maximum=1.0),
     Setting("temperature", float, 2.0, "with loss distill: softmax temperature", minimum=0.01),
     Setting("init_open", float, 0.99, "initial probability that a gate is open", minimum=0.01, maximum=0.999),
     Setting("gate_lr", float, 0.05, "learning rate of the gate parameters", minimum=1e-6),

@@ -1,5 +1,6 @@
-"""One-shot pruning of Linear layers: SparseGPT (Frantar & Alistarh 2023) and two baselines,
-magnitude pruning and Wanda (Sun et al. 2023).
+"""One-shot pruning of Linear layers: SparseGPT (Frantar & Alistarh 2023, "SparseGPT: Massive Language
+Models Can Be Accurately Pruned in One-Shot") and the two baselines it is compared with, magnitude
+pruning and Wanda (Sun et al. 2024, "A Simple and Effective Pruning Approach for Large Language Models").
 
 SparseGPT prunes each output row w to minimise the layer's reconstruction error on calibration
 inputs, (w - w')^T H (w - w') with H = 2/N sum x x^T. Columns are visited left to right; when a
@@ -7,12 +8,22 @@ column is pruned, the Optimal Brain Surgeon update moves the not-yet-visited col
 compensate, using the inverse Hessian of those remaining columns. All of these inverses are rows of
 one upper Cholesky factor U of H^-1, so the whole sequence costs one factorisation.
 
-Choices shared by the three methods (so that they are compared at identical sparsity):
-- Unstructured sparsity is per output row: every row loses exactly floor(sparsity * in_features)
-  weights (counted by the mask; a kept weight that happens to be 0 adds to the zeros).
-- n:m prunes exactly n weights in every group of m consecutive input columns of every row.
-Magnitude pruning therefore also compares weights within a row, not across the whole layer as in
-the classic baseline; Wanda's paper compares per row too.
+What each method prunes (unstructured sparsity s; "floor" is floor(s * count)):
+- sparsegpt, mask_selection "block" (default; the paper's Algorithm 1 and its reference code): the
+  columns are cut into blocks of `blocksize`; on reaching a block, the mask is chosen over the whole
+  block (all rows x the block's columns together) as the lowest OBS errors (w / U_cc)^2, with the
+  weights as updated by the earlier blocks. Rows therefore lose different numbers of weights. Block
+  budgets telescope, floor(s * rows * i2) - floor(s * rows * i1) for columns [i1, i2), so the
+  layer loses exactly floor(s * rows * cols) weights.
+- sparsegpt, mask_selection "row": the same, but the block's budget floor(s * i2) - floor(s * i1) is
+  taken in every row separately, so every row loses exactly floor(s * cols) weights.
+- magnitude: the floor(s * rows * cols) smallest |w| of the whole weight matrix (layer-wide), the
+  classic baseline of the SparseGPT paper.
+- wanda: the floor(s * cols) lowest |W_ij| * ||X_j||_2 of every output row, as in Wanda's paper
+  (its per-output comparison group).
+Counts are those of the mask; a kept weight that happens to be 0 adds to the zeros.
+n:m patterns (all three methods) prune exactly n weights in every group of m consecutive input
+columns of every row; SparseGPT chooses a group's mask when it reaches the group.
 """
 
 import inspect
@@ -22,6 +33,7 @@ import torch
 from torch import nn
 
 METHODS = ("sparsegpt", "magnitude", "wanda")
+MASK_SELECTIONS = ("block", "row")  # SparseGPT's unstructured mask: over a whole block, or per row of it
 
 
 def _n_pruned(sparsity, n):
@@ -33,6 +45,24 @@ def _lowest(score, k):
     """Boolean mask of the k lowest scores in each row (True = prune)."""
     idx = score.topk(k, dim=1, largest=False).indices
     return torch.zeros_like(score, dtype=torch.bool).scatter_(1, idx, True)
+
+
+def _lowest_overall(score, k):
+    """Boolean mask of the k lowest scores of the whole tensor (True = prune); exactly k even with ties."""
+    flat = score.reshape(-1)
+    idx = flat.topk(k, largest=False).indices
+    return torch.zeros_like(flat, dtype=torch.bool).scatter_(0, idx, True).reshape(score.shape)
+
+
+def _block_budget(sparsity, rows, i1, i2, mask_selection):
+    """Weights to prune in columns [i1, i2): per row ("row") or over the whole block ("block").
+
+    Differences of cumulative floors, so the budgets of consecutive blocks add up to the floor of the
+    total (no rounding drift however many blocks there are).
+    """
+    if mask_selection == "row":
+        return _n_pruned(sparsity, i2) - _n_pruned(sparsity, i1)
+    return _n_pruned(sparsity, rows * i2) - _n_pruned(sparsity, rows * i1)
 
 
 def _select(score, sparsity, prune_n, prune_m):
@@ -53,9 +83,12 @@ def _check(sparsity, prune_n, prune_m):
 
 
 def magnitude_prune(weight, sparsity=0.5, prune_n=0, prune_m=0):
-    """Zero the smallest |w| of each row (or of each group of m); returns a new tensor."""
+    """Zero the floor(sparsity * numel) smallest |w| of the whole matrix (layer-wide, the classic
+    baseline), or the n smallest of every group of m; returns a new tensor."""
     _check(sparsity, prune_n, prune_m)
-    return weight.masked_fill(_select(weight.abs(), sparsity, prune_n, prune_m), 0)
+    if prune_n:
+        return weight.masked_fill(_select(weight.abs(), sparsity, prune_n, prune_m), 0)
+    return weight.masked_fill(_lowest_overall(weight.abs(), _n_pruned(sparsity, weight.numel())), 0)
 
 
 def wanda_prune(weight, input_norm, sparsity=0.5, prune_n=0, prune_m=0):
@@ -67,27 +100,31 @@ def wanda_prune(weight, input_norm, sparsity=0.5, prune_n=0, prune_m=0):
 
 @torch.no_grad()
 def sparsegpt_prune(weight, hessian, sparsity=0.5, prune_n=0, prune_m=0, blocksize=128, percdamp=0.01,
-                    mask=None):
+                    mask=None, mask_selection="block"):
     """SparseGPT on one Linear weight (out, in) given H (in, in). Returns (new_weight, stats).
 
-    `mask` (out, in, True = prune) fixes the pruned set instead of selecting it; for tests and for
-    reusing a mask chosen elsewhere.
+    mask_selection (unstructured only): "block" chooses each block's mask over all its rows together
+    (the paper), "row" takes the block's budget in every row. `mask` (out, in, True = prune) fixes
+    the pruned set instead of selecting it; for tests and for reusing a mask chosen elsewhere.
     """
     _check(sparsity, prune_n, prune_m)
+    if mask_selection not in MASK_SELECTIONS:
+        raise ValueError(f"unknown mask_selection {mask_selection!r}; expected one of {MASK_SELECTIONS}")
     if prune_m and blocksize % prune_m:
         raise ValueError(f"blocksize {blocksize} must be a multiple of m={prune_m}")
     W = weight.detach().float().clone()
     H = hessian.detach().float().clone().to(W.device)
-    cols = W.shape[1]
+    rows, cols = W.shape
     # A dead input (never nonzero on the calibration data) leaves H singular. Its weight has no
     # effect on the calibration outputs, so give it a unit diagonal (decoupled from the rest) and a
-    # zero pruning score: it is pruned first, for free, but never beyond the row's budget.
+    # zero pruning score: it is pruned first, for free, but never beyond the block's (or row's) budget.
     dead = H.diagonal() == 0
     H[dead, dead] = 1
     damp = percdamp * H.diagonal().mean()
     H.diagonal().add_(damp)  # dampening keeps the Cholesky stable for near-singular H
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     prune = torch.zeros_like(W, dtype=torch.bool) if mask is None else mask.to(W.device, torch.bool)
+    pick = _lowest if mask_selection == "row" else _lowest_overall
 
     for i1 in range(0, cols, blocksize):
         i2 = min(i1 + blocksize, cols)
@@ -96,12 +133,12 @@ def sparsegpt_prune(weight, hessian, sparsity=0.5, prune_n=0, prune_m=0, blocksi
         err = torch.zeros_like(W1)
         if mask is None and not prune_n:
             # Adaptive selection per block, with the weights as updated by earlier blocks; the OBS
-            # error of pruning w_c is w_c^2 / [H_F^-1]_cc = (w_c / U_cc)^2. Per-row counts telescope
-            # so that every row ends with exactly floor(sparsity * cols) pruned weights.
-            k = _n_pruned(sparsity, i2) - _n_pruned(sparsity, i1)
+            # error of pruning w_c is w_c^2 / [H_F^-1]_cc = (w_c / U_cc)^2. "block" spends the budget
+            # where these errors are smallest whichever row they are in (the paper); top-k rather than
+            # the reference code's threshold, so ties cannot push the count past the budget.
             score = (W1 / d) ** 2
             score[:, dead[i1:i2]] = 0
-            prune[:, i1:i2] = _lowest(score, k)
+            prune[:, i1:i2] = pick(score, _block_budget(sparsity, rows, i1, i2, mask_selection))
         for j in range(i2 - i1):
             c = i1 + j
             if mask is None and prune_n and j % prune_m == 0:
@@ -168,11 +205,12 @@ def _run(block, hidden, kwargs, layer_kwargs):
 
 @torch.no_grad()
 def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructured", blocksize=128,
-                 percdamp=0.01, layer_kwargs=None):
+                 percdamp=0.01, layer_kwargs=None, mask_selection="block"):
     """Prune every nn.Linear of `layers` block by block, sequentially, as in the SparseGPT paper.
 
     first_inputs: list of (hidden_states, extra_kwargs, token_mask) as they enter layers[0].
     layer_kwargs: keyword arguments passed to every block call on top of each batch's own.
+    mask_selection: SparseGPT's unstructured mask, "block" or "row" (see the module docstring).
     For n:m patterns `sparsity` is ignored. Each block's statistics are collected in one pass through
     the unpruned block (the paper's scheme), so a block's later linears (attention output, FFN) see
     inputs from its unpruned earlier linears; the next block then sees the pruned block's outputs.
@@ -180,6 +218,8 @@ def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructur
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {METHODS}")
+    if mask_selection not in MASK_SELECTIONS:  # fail before the first forward pass, not at the first linear
+        raise ValueError(f"unknown mask_selection {mask_selection!r}; expected one of {MASK_SELECTIONS}")
     prune_n, prune_m = _parse_pattern(pattern)
     inputs, report = list(first_inputs), {}
     for i, block in enumerate(layers):
@@ -202,7 +242,8 @@ def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructur
         for name, mod in linears.items():
             W, s = mod.weight, stats[name]
             if method == "sparsegpt":
-                new = sparsegpt_prune(W, s.hessian, sparsity, prune_n, prune_m, blocksize, percdamp)[0]
+                new = sparsegpt_prune(W, s.hessian, sparsity, prune_n, prune_m, blocksize, percdamp,
+                                      mask_selection=mask_selection)[0]
             elif method == "wanda":
                 new = wanda_prune(W, s.input_norm, sparsity, prune_n, prune_m)
             else:
@@ -245,7 +286,8 @@ def _first_layer_inputs(model, layer, batch):
 
 
 @torch.no_grad()
-def prune_bert(model, calib_batches, method, sparsity=0.5, pattern="unstructured", blocksize=128, percdamp=0.01):
+def prune_bert(model, calib_batches, method, sparsity=0.5, pattern="unstructured", blocksize=128, percdamp=0.01,
+               mask_selection="block"):
     """Prune the encoder-layer linears of a HF BertForTokenClassification in place; returns the report.
 
     Embeddings and the classifier are left dense: the embedding is a lookup table, not a Linear with
@@ -258,7 +300,8 @@ def prune_bert(model, calib_batches, method, sparsity=0.5, pattern="unstructured
     model.eval()
     try:
         first = [_first_layer_inputs(model, layers[0], b) for b in calib_batches]
-        report = prune_layers(list(layers), first, method, sparsity, pattern, blocksize, percdamp)
+        report = prune_layers(list(layers), first, method, sparsity, pattern, blocksize, percdamp,
+                              mask_selection=mask_selection)
     finally:
         model.train(was_training)
     return {f"bert.encoder.layer.{k}": v for k, v in report.items()}

@@ -14,11 +14,9 @@ import torch
 from ..core.atomic import atomic_dir, write_json
 from ..core.errors import ConfigError
 from ..core.model_size import count_parameters
-from ..core.settings import with_defaults
 from ..methods.ops import record_op
-from ..methods.registry import METHODS
 from .models import build_token_classifier
-from .recipes import split_train
+from .recipes import split_train, step_settings
 from .variants import load_variant, save_variant
 
 
@@ -42,9 +40,8 @@ class StepContext:
         from .evaluate import load_tokenized
 
         self.dd, self.tok, self.labels = load_tokenized(self.data)
-        own, self.overrides = split_train(self.params)
-        # every declared setting the recipe leaves out at its declared default (shrink.methods.registry)
-        self.settings = with_defaults(own, METHODS[self.method].settings)
+        self.overrides = split_train(self.params)[1]
+        self.settings = step_settings(self.method, self.params)
 
     def load_parent(self):
         if self.parent is None:
@@ -151,9 +148,9 @@ def distill(ctx):
     if inter:
         teacher = load_variant(ctx.teacher_model)
         layer_map = uniform_layer_map(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
-        objective = IntermediateDistillation(student, teacher, layer_map, alpha, temperature,
-                                             inter.get("hidden_weight", 1.0), inter.get("attention_weight", 1.0),
-                                             seed=ctx.seed)
+        # `inter` carries every declared field of distill.intermediate (shrink.methods.registry.INTERMEDIATE)
+        objective = IntermediateDistillation(student, teacher, layer_map, alpha, temperature, inter["hidden_weight"],
+                                             inter["attention_weight"], seed=ctx.seed, attention=inter["attention"])
     else:
         objective = Distillation(student, alpha, temperature, cache=TeacherLogits.load(ctx.teacher_logits))
     print(f"student: {n:,} parameters ({student.config.num_hidden_layers} layers)", flush=True)
@@ -186,7 +183,7 @@ def prune(ctx):
     batches = calibration_batches(ctx, s["calibration_sentences"])
     t0 = time.perf_counter()
     report = prune_bert(model, batches, method=method, sparsity=s["sparsity"], pattern=s["pattern"],
-                        blocksize=s["blocksize"], percdamp=s["percdamp"])
+                        blocksize=s["blocksize"], percdamp=s["percdamp"], mask_selection=s["mask_selection"])
     seconds = time.perf_counter() - t0
     print(f"{method}: pruned in {seconds:.1f} s", flush=True)
     ctx.save(model, {"seconds": seconds, "layers": report})

@@ -1,4 +1,8 @@
-"""Figures comparing compressed variants, from metrics JSON and step logs only (no torch)."""
+"""Figures comparing compressed variants, from metrics JSON and step logs only (no torch).
+
+The Pareto front is chosen on validation F1 and then shown at its members' test F1: the test split
+never picks anything.
+"""
 
 import json
 from pathlib import Path
@@ -19,7 +23,8 @@ def load_metrics(paths):
         m = json.loads(Path(p).read_text())
         v = m.get("variant") or {}
         last = (v.get("steps") or [{}])[-1].get("params", {})
-        rows.append({"model": m["model"], "test_f1": m["test"]["f1"], "params": m["parameters"]["total"],
+        rows.append({"model": m["model"], "val_f1": m["validation"]["f1"], "test_f1": m["test"]["f1"],
+                     "params": m["parameters"]["total"],
                      "latency": m["speed"]["latency_ms_batch1_median"], "method": v.get("method", "fine-tune"),
                      "sparsity": m.get("structure", {}).get("sparsity", 0.0),
                      "pattern": last.get("pattern", "unstructured"), "lambda": last.get("lambda"),
@@ -28,14 +33,18 @@ def load_metrics(paths):
     return pd.DataFrame(rows)
 
 
+CHOOSE_ON = "val_f1"  # the Pareto front is chosen on validation F1, never on test F1
+
+
 def pareto_front(df, x):
-    """Rows not dominated by another with smaller-or-equal x and higher-or-equal F1."""
-    front, best = [], -1.0
-    for _, r in df.sort_values([x, "test_f1"], ascending=[True, False]).iterrows():
-        if r["test_f1"] > best:
+    """Rows not dominated by another with smaller-or-equal x and higher-or-equal validation F1, in
+    order of x. Chosen on validation only; the rows keep their test F1, which is what the figure shows."""
+    front, best = [], float("-inf")
+    for _, r in df.sort_values([x, CHOOSE_ON], ascending=[True, False], kind="stable").iterrows():
+        if r[CHOOSE_ON] > best:
             front.append(r)
-            best = r["test_f1"]
-    return pd.DataFrame(front)
+            best = r[CHOOSE_ON]
+    return pd.DataFrame(front, columns=df.columns)
 
 
 def plot_pareto(metric_paths, axis, out, teacher="teacher"):
@@ -46,13 +55,15 @@ def plot_pareto(metric_paths, axis, out, teacher="teacher"):
         ax.scatter(g[axis], g["test_f1"], label=method, s=28)
     t = df[df["model"] == teacher]
     ax.scatter(t[axis], t["test_f1"], marker="*", s=220, color="black", label="teacher", zorder=5)
-    front = pareto_front(df, axis)
-    ax.step(front[axis], front["test_f1"], where="post", color="grey", lw=1, ls="--", label="Pareto front")
+    front = pareto_front(df, axis)  # chosen on validation F1, drawn through the members' test F1
+    ax.plot(front[axis], front["test_f1"], color="grey", lw=1, ls="--", marker="o", mfc="none", ms=9,
+            label="Pareto front on validation F1\n(at its members' test F1)")
     for _, r in front.iterrows():  # names on the front only: the rest cluster at the teacher's size
         ax.annotate(r["model"], (r[axis], r["test_f1"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
     if logx:
         ax.set_xscale("log")
-    ax.set(xlabel=label, ylabel="test entity F1", title=f"Test F1 against {label.split(' (')[0]}")
+    ax.set(xlabel=label, ylabel="test entity F1",
+           title=f"Test F1 against {label.split(' (')[0]}; front chosen on validation F1")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, out)

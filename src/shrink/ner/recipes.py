@@ -149,6 +149,13 @@ def split_train(params):
             {k: v for k, v in params.items() if k in TRAIN_KEYS})
 
 
+def step_settings(method, params):
+    """The settings a step of `method` runs with: its own, and every declared one it leaves out at its
+    declared default. The workflow passes these as a rule parameter too, so changing a default reruns
+    the steps that relied on it while their cache ids (hashes of the recipe as written) stay the same."""
+    return settings.with_defaults(split_train(params)[0], METHODS[method].settings)
+
+
 def reference_markdown():
     """docs/method_settings.md: every recipe method's declared settings (`python -m shrink.ner.recipes`)."""
     head = "| setting | type | default | range | meaning |\n| --- | --- | --- | --- | --- |"

@@ -1,4 +1,8 @@
-"""Summary table of every evaluated model, relative to the teacher. Reads metrics JSON only."""
+"""Summary table of every evaluated model, relative to the teacher. Reads metrics JSON only.
+
+The table chooses nothing; a choice made from it (a variant that keeps a share of the teacher's F1)
+reads `val_f1_rel_teacher`, and `test_f1_rel_teacher` only shows how the choice holds on test.
+"""
 
 import json
 from pathlib import Path
@@ -46,6 +50,7 @@ def summary_frame(metrics, teacher="teacher"):
         raise ValueError(f"no metrics for the teacher '{teacher}' among {list(df['model'])}")
     ref = df.set_index("model").loc[teacher]
     df["test_f1_rel_teacher"] = df["test_f1"] / ref["test_f1"] if ref["test_f1"] else float("nan")
+    df["val_f1_rel_teacher"] = df["val_f1"] / ref["val_f1"] if ref["val_f1"] else float("nan")
     df["compression"] = ref["params"] / df["params"]
     df["speedup"] = ref["latency_ms"] / df["latency_ms"]
     return df
@@ -73,7 +78,8 @@ def write_summary(metric_paths, out_csv, out_md, teacher="teacher"):
     metrics = read_metrics(metric_paths)  # once, for the table and the machine line
     df = summary_frame(metrics, teacher)
     write_text(out_csv, df.to_csv(index=False, float_format="%.6g"))
-    show = df[["model", "method", "test_f1", "test_f1_rel_teacher", "val_f1", "params", "compression", "sparsity",
-               "heads_kept", "bits", "disk_mb", "latency_ms", "speedup", "tokens_per_s", "peak_rss_mb", "recipe"]]
+    show = df[["model", "method", "test_f1", "test_f1_rel_teacher", "val_f1", "val_f1_rel_teacher", "params",
+               "compression", "sparsity", "heads_kept", "bits", "disk_mb", "latency_ms", "speedup", "tokens_per_s",
+               "peak_rss_mb", "recipe"]]
     write_text(out_md, show.to_markdown(index=False, floatfmt=".4g") + "\n\n" + measured_on(metrics) + "\n")
     return df

@@ -1,4 +1,5 @@
-"""Test-set evaluation of a translation model: BLEU/chrF (greedy and beam), size, decoding speed."""
+"""Evaluation of a translation model: test-set BLEU/chrF (greedy and beam), size, decoding speed, and
+greedy BLEU/chrF on the validation split, on which the report makes its choices (test is only shown)."""
 
 import os
 import statistics
@@ -67,9 +68,15 @@ def test_scores(model, tok, data, beams=(4,), batch_size=64, device="cpu"):
             for name, hyps in _translations(model, tok, data, beams, batch_size, device).items()}
 
 
+def validation_scores(model, tok, data, batch_size=64, device="cpu"):
+    """{"greedy": {bleu, chrf, ...}} on the validation split: greedy only, to keep the cost small."""
+    return test_scores(model, tok, data, beams=(), batch_size=batch_size, device=device)
+
+
 def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64, device="cpu",
-                         latency_sentences=50, samples=10, threads=None):
-    """Metrics dict for `data` (the test split): greedy and beam scores, parameters, speed, samples."""
+                         latency_sentences=50, samples=10, threads=None, validation=None):
+    """Metrics dict for `data` (the test split): greedy and beam scores, parameters, speed, samples;
+    with `validation` (the validation split), its greedy scores under "validation"."""
     model.to(device).eval()
     greedy_ids, speed = decoding_speed(model, data.src, batch_size, device, latency_sentences)
     outputs = _translations(model, tok, data, beams, batch_size, device, greedy_ids)
@@ -77,6 +84,8 @@ def evaluate_translation(model, tok, data, model_dir, beams=(4,), batch_size=64,
     encoder_attention = sum(p.numel() for layer in model.encoder.layers for p in layer.self_attn.parameters())
     return {
         "test": scores,
+        **({"validation": validation_scores(model, tok, validation, batch_size, device)}
+           if validation is not None else {}),
         "parameters": {"total": model.num_parameters(), "encoder_self_attention": encoder_attention},
         "bytes_on_disk": os.path.getsize(os.path.join(model_dir, MODEL_FILE)),
         "structure": structure(model),

@@ -162,6 +162,25 @@ def train_teacher(smk):
     write_logs(rows, evals, None, smk.output.steps, smk.output.evals)
 
 
+def frozen_checksums(model):
+    """{group: sha256 hex} of the model's state-dict tensors, a digest per group: `decoder` (every
+    decoder.* tensor, the tied embedding included), `encoder_self_attn` (the q/k/v/out weights export
+    reshapes) and `encoder_other` (the rest). A group's digest hashes, for each tensor in name order,
+    the line "<name> <dtype> <shape> <sha256 of its raw bytes>\n"; tests recompute it from the saved files."""
+    import hashlib
+    import re
+
+    import torch
+
+    lines = {"decoder": [], "encoder_self_attn": [], "encoder_other": []}
+    for name, t in sorted(model.state_dict().items()):
+        group = ("decoder" if name.startswith("decoder.") else
+                 "encoder_self_attn" if re.match(r"encoder\.layers\.\d+\.self_attn\.", name) else "encoder_other")
+        raw = t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
+        lines[group].append(f"{name} {t.dtype} {list(t.shape)} {hashlib.sha256(raw).hexdigest()}\n")
+    return {g: hashlib.sha256("".join(rows).encode()).hexdigest() for g, rows in lines.items()}
+
+
 def prune(smk):
     set_threads(smk)
     import hashlib
@@ -180,6 +199,7 @@ def prune(smk):
     lam = float(smk.wildcards.lam)
     model = load_seq2seq(smk.input.model)
     frozen = snapshot(model)
+    checksum_before = frozen_checksums(model)
     objective = EncoderHeadGates(model, lam, p["init_open"], cfg.label_smoothing)
     torch.manual_seed(cfg.seed)
     groups = [{"params": list(objective.gates.parameters()), "lr": p["gate_lr"], "weight_decay": 0.0}]
@@ -189,6 +209,7 @@ def prune(smk):
                                        optimizer_groups=groups,
                                        fingerprint_extra={"lambda": lam, "teacher": start, **p})
     checked = assert_unchanged(model, frozen)  # the runtime proof: no frozen weight moved
+    checksum_after = frozen_checksums(model)  # before export reshapes the encoder's self-attention
     keep = objective.export()
     save_seq2seq(model, smk.output.model, extra={"pruned_from": str(smk.input.model), "lambda": lam,
                                                "trained_precision": cfg.precision})
@@ -196,7 +217,10 @@ def prune(smk):
     kept = sum(map(len, keep.values()))
     write_json(smk.output.report, {"lambda": lam, "heads_kept": kept, "heads_total": objective.gates.log_alpha.numel(),
                                    "keep": {str(k): v for k, v in keep.items()},
-                                   "frozen_parameters_checked": checked, "frozen_parameters_changed": 0})
+                                   "frozen_parameters_checked": checked,
+                                   "frozen_groups_changed": sorted(g for g in checksum_before
+                                                                   if checksum_before[g] != checksum_after[g]),
+                                   "frozen_checksum_before": checksum_before, "frozen_checksum_after": checksum_after})
     print(f"lambda {lam}: kept {kept} of {objective.gates.log_alpha.numel()} encoder heads {keep}; "
           f"{checked} frozen tensors verified unchanged", flush=True)
 
@@ -210,6 +234,8 @@ def _extra_tests(smk):
 
 def _print_scores(name, m):
     sets = {"test": m["test"], **m.get("other_tests", {})}
+    if "validation" in m:
+        sets["validation"] = m["validation"]
     print(f"{name}: " + "; ".join(f"{s}: " + ", ".join(f"{k} BLEU {v['bleu']:.2f} chrF {v['chrf']:.2f}"
                                                       for k, v in scores.items())
                                   for s, scores in sets.items()), flush=True)
@@ -223,10 +249,12 @@ def evaluate(smk):
     from .model import CONFIG_FILE, load_seq2seq
 
     e = smk.params.evaluate
-    tok, (test,) = _load_data(smk, ("test",))
+    # validation: greedy scores only, the split the report chooses on (the test split is only shown)
+    tok, (test, val) = _load_data(smk, ("test", "validation"))
     model = load_seq2seq(smk.input.model)
     m = evaluate_translation(model, tok, test, smk.input.model, beams=e["beams"], batch_size=e["batch_size"],
-                             latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads)
+                             latency_sentences=e["latency_sentences"], samples=e["samples"], threads=smk.threads,
+                             validation=val)
     other = {name: test_scores(model, tok, data, e["beams"], e["batch_size"]) for name, data in _extra_tests(smk).items()}
     m = {"model": smk.wildcards.model, **m, **({"other_tests": other} if other else {})}
     # decoding runs in fp32; the weights' training precision is what the training step recorded

@@ -1,4 +1,8 @@
-"""Translation tables and figures, from metrics JSON and CSV logs only (no torch, no model)."""
+"""Translation tables and figures, from metrics JSON and CSV logs only (no torch, no model).
+
+Choices (which pruned model the summary names) are made on the validation split's greedy BLEU; the test
+sets only show the chosen model's scores.
+"""
 
 import json
 from pathlib import Path
@@ -10,6 +14,8 @@ from ..core.figures import plt, save_figure
 from ..methods.gate_plots import gate_gif, plot_gate_curves
 
 TEACHER, BASELINE = "teacher", "copy_source"
+CHOOSE_ON = "val_bleu_greedy"  # the column every choice is made on: greedy BLEU on the validation split
+TOLERANCE = 1.0  # BLEU below the teacher's that a pruned model may lose and still qualify
 
 
 def _load(path):
@@ -24,6 +30,8 @@ def summary_frame(metric_paths, prune_reports):
         row = {"model": m["model"], "lambda": lambdas.get(m["model"])}
         for decoder, s in m["test"].items():
             row[f"bleu_{decoder}"], row[f"chrf_{decoder}"] = s["bleu"], s["chrf"]
+        for decoder, s in m.get("validation", {}).items():  # columns val_bleu_<decoder>: the choosing split
+            row[f"val_bleu_{decoder}"], row[f"val_chrf_{decoder}"] = s["bleu"], s["chrf"]
         for name, scores in m.get("other_tests", {}).items():  # columns bleu_<decoder>_<test set>
             for decoder, s in scores.items():
                 row[f"bleu_{decoder}_{name}"], row[f"chrf_{decoder}_{name}"] = s["bleu"], s["chrf"]
@@ -41,7 +49,7 @@ def summary_frame(metric_paths, prune_reports):
     teacher = df[df["model"] == TEACHER]
     if len(teacher):
         t = teacher.iloc[0]
-        for col in [c for c in df if c.startswith("bleu_")]:
+        for col in [c for c in df if c.startswith(("bleu_", "val_bleu_"))]:
             df[f"delta_{col}"] = (df[col] - t[col]).round(2)
         df["speedup"] = (df["sentences_per_s"] / t["sentences_per_s"]).round(2)
         if df["encoder_ms"].notna().any():
@@ -58,12 +66,34 @@ def greedy_bleu_columns(df):
     return [(c, c.removeprefix("bleu_greedy").lstrip("_") or "test") for c in df if c.startswith("bleu_greedy")]
 
 
-def within(df, tolerance=1.0, column="bleu_greedy"):
-    """Among pruned models whose BLEU is within `tolerance` of the teacher's, the one with the most
-    heads removed; None if none qualifies."""
-    t = df.loc[df["model"] == TEACHER, column].iloc[0]
-    ok = df[df["lambda"].notna() & (df[column] >= t - tolerance)]
-    return None if ok.empty else ok.sort_values("heads_removed_pct").iloc[-1]
+def within(df, tolerance=TOLERANCE):
+    """The pruned model chosen on validation: among those whose greedy validation BLEU is within
+    `tolerance` of the teacher's, the one with the most heads removed (ties: the higher validation BLEU).
+    None if none qualifies, or if the metrics hold no validation scores: the test sets never choose."""
+    teacher = df.loc[df["model"] == TEACHER]
+    if CHOOSE_ON not in df or teacher.empty or pd.isna(teacher[CHOOSE_ON].iloc[0]):
+        return None
+    ok = df[df["lambda"].notna() & (df[CHOOSE_ON] >= teacher[CHOOSE_ON].iloc[0] - tolerance)]
+    return None if ok.empty else ok.sort_values(["heads_removed_pct", CHOOSE_ON], kind="stable").iloc[-1]
+
+
+def choice_sentence(df, tolerance=TOLERANCE):
+    """One Markdown sentence: the model chosen on validation BLEU, then its test BLEU on every test set."""
+    if CHOOSE_ON not in df:
+        return ("No pruned model is chosen: the metrics hold no validation scores (rerun `tr_evaluate`); "
+                "the test sets are never used to choose.")
+    t = df.loc[df["model"] == TEACHER, CHOOSE_ON].iloc[0]
+    best = within(df, tolerance)
+    if best is None:
+        return (f"Chosen on validation: no pruned model keeps greedy validation BLEU within {tolerance:.1f} of the "
+                f"teacher's ({t:g}).")
+    tests = ", ".join(f"{name} {best[column]:g} ({best['delta_' + column]:+.2f})"
+                      for column, name in greedy_bleu_columns(df))
+    return (f"Chosen on validation: the most encoder heads removed with greedy validation BLEU within "
+            f"{tolerance:.1f} of the teacher's ({t:g}) is **{best['model']}** (lambda {best['lambda']:g}): "
+            f"{best['encoder_heads']} encoder heads kept ({best['heads_removed_pct']:g}% removed), validation "
+            f"BLEU {best[CHOOSE_ON]:g} ({best['delta_' + CHOOSE_ON]:+.2f}). Shown on test, its greedy BLEU "
+            f"(against the teacher): {tests}.")
 
 
 def write_summary(metric_paths, prune_reports, csv_out, md_out):
@@ -71,20 +101,14 @@ def write_summary(metric_paths, prune_reports, csv_out, md_out):
     with atomic_path(csv_out) as tmp:
         df.to_csv(tmp, index=False)
     lines = ["# Translation: teacher, encoder-head pruning, copy-the-source baseline", "",
-             "Test split (columns ending in a test-set name: that extra test set); BLEU and chrF from sacrebleu on "
+             "Test split (columns ending in a test-set name: that extra test set; `val_` columns: the validation "
+             "split, greedy decoding only, the split the choice below is made on); BLEU and chrF from sacrebleu on "
              "detokenized text. `delta_` columns are BLEU minus "
              "the teacher's; `speedup` is greedy decoding sentences/s relative to the teacher; `encoder_ms` is "
              "the encoder alone per test sentence (batches of the evaluation batch size, best of 3).", "",
              df.astype(object).where(df.notna(), None).to_markdown(index=False, floatfmt="g", missingval=""), ""]
-    if (df["model"] == TEACHER).any():
-        for column, test_set in greedy_bleu_columns(df):
-            best = within(df, column=column)
-            if best is not None:
-                lines.append(f"Most heads removed within 1.0 BLEU (greedy, {test_set}) of the teacher: "
-                             f"**{best['model']}** (lambda {best['lambda']}), {best['encoder_heads']} encoder heads "
-                             f"kept ({best['heads_removed_pct']}% removed), BLEU {best[column]} "
-                             f"({best['delta_' + column]:+.2f}).")
-                lines.append("")
+    if (df["model"] == TEACHER).any() and df["lambda"].notna().any():
+        lines += [choice_sentence(df), ""]
     write_text(md_out, "\n".join(lines) + "\n")
     return df
 
@@ -152,24 +176,33 @@ def plot_bleu(evals_csv, out, title="Teacher", teacher_evals=None):
 
 
 def plot_heads_bleu(metric_paths, prune_reports, out):
-    """Greedy test BLEU against the share of encoder heads removed, one line per test set."""
+    """Greedy BLEU against the share of encoder heads removed: validation (where the choice is made,
+    with its threshold) and one line per test set; the model chosen on validation is ringed on each."""
     df = summary_frame(metric_paths, prune_reports)
-    pruned, t = df[df["lambda"].notna()], df[df["model"] == TEACHER].iloc[0]
+    pruned, t = df[df["lambda"].notna()].sort_values("heads_removed_pct"), df[df["model"] == TEACHER].iloc[0]
     base = df[df["model"] == BASELINE]
+    chosen = within(df)
+    lines = ([(CHOOSE_ON, "validation", "C7", "--")] if CHOOSE_ON in df else []) + [
+        (column, name, f"C{i}", "-") for i, (column, name) in enumerate(greedy_bleu_columns(df))]
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, (column, name) in enumerate(greedy_bleu_columns(df)):
-        color = f"C{i}"
-        ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, label=f"pruned, {name}")
+    for column, name, color, ls in lines:
+        ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, ls=ls, label=f"pruned, {name}")
         for _, r in pruned.iterrows():
             ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r[column]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         ax.scatter([0], [t[column]], marker="*", s=200, color=color, edgecolor="black", zorder=5,
                    label=f"teacher, {name}")
-        ax.axhline(t[column] - 1.0, color=color, ls=":", lw=1, label=f"teacher - 1 BLEU, {name}")
-        if len(base):
+        if column == CHOOSE_ON:  # the threshold the choice is made against
+            ax.axhline(t[column] - TOLERANCE, color=color, ls=":", lw=1, label=f"teacher - {TOLERANCE:.1f} BLEU, {name}")
+        elif len(base) and pd.notna(base.iloc[0][column]):
             ax.axhline(base.iloc[0][column], color=color, ls="--", lw=1, label=f"copy the source, {name}")
-    ax.set(xlabel="encoder heads removed (%)", ylabel="test BLEU (greedy)",
-           title="Encoder-head pruning: BLEU against heads removed")
+        if chosen is not None:
+            ax.scatter([chosen["heads_removed_pct"]], [chosen[column]], s=160, facecolors="none",
+                       edgecolors="black", lw=1.5, zorder=6)
+    title = "Encoder-head pruning: BLEU against heads removed"
+    if chosen is not None:
+        title += f"\nringed: {chosen['model']}, chosen on validation BLEU (within {TOLERANCE:.1f} of the teacher)"
+    ax.set(xlabel="encoder heads removed (%)", ylabel="BLEU (greedy)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     save_figure(fig, out)
