@@ -15,43 +15,57 @@ CPUs (the run is deterministic on one CPU kind) and are small enough that a meth
 import json
 
 import pytest
-import yaml
 
 from conftest import snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-# Teacher, measured on the 2-core AMD EPYC (AVX512-BF16, bf16 by auto): see MEASURED below.
-F1_FLOOR = 0.64
+# The teacher's validation F1, measured 0.7302 on the 2-core AMD EPYC (AVX512-BF16, trained in bf16 by auto;
+# test F1 0.6735, an untrained head scores about 0), less a margin of 0.05.
+F1_FLOOR = 0.68
 
 # variant -> (recipe entry, floor on validation F1 as a share of the teacher's). Each floor is the measured
 # share minus a margin of 0.05 (0.10 where a short training run varies more), rounded down; MEASURED holds
 # the shares of the run that set them.
 VARIANTS = {
-    "q_emb64_svd": ({"recipe": [{"factorize_embeddings": {"rank": 64}}]}, 0.0),
-    "q_low_rank": ({"recipe": [{"low_rank": {"energy": 0.8}}, {"finetune": {"epochs": 1}}]}, 0.0),
-    "q_shared": ({"recipe": [{"share_layers": {"groups": 3}}, {"distill": {"epochs": 1}}]}, 0.0),
-    "q_kd_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000}}]}, 0.0),
+    "q_emb64_svd": ({"recipe": [{"factorize_embeddings": {"rank": 64}}]}, 0.56),
+    "q_low_rank": ({"recipe": [{"low_rank": {"energy": 0.8}}, {"finetune": {"epochs": 1}}]}, 0.95),
+    "q_shared": ({"recipe": [{"share_layers": {"groups": 3}}, {"distill": {"epochs": 1}}]}, 0.92),
+    "q_kd_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000}}]}, 0.74),
     "q_tinybert_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000,
-                                                    "intermediate": {"hidden_weight": 1.0}}}]}, 0.0),
+                                                    "intermediate": {"hidden_weight": 1.0}}}]}, 0.68),
     "q_sparsegpt50": ({"recipe": [{"prune": {"method": "sparsegpt", "sparsity": 0.5,
-                                              "calibration_sentences": 64}}]}, 0.0),
+                                              "calibration_sentences": 64}}]}, 0.91),
     "q_magnitude50": ({"recipe": [{"prune": {"method": "magnitude", "sparsity": 0.5,
-                                              "calibration_sentences": 64}}]}, 0.0),
-    "q_wanda50": ({"recipe": [{"prune": {"method": "wanda", "sparsity": 0.5, "calibration_sentences": 64}}]}, 0.0),
-    "q_gates": ({"recipe": [{"gate_heads": {"loss": "distill", "epochs": 1, "lambda": 0.01}}]}, 0.0),
-    "q_int8": ({"recipe": [{"quantize": {"bits": 8}}]}, 0.0),
+                                              "calibration_sentences": 64}}]}, 0.82),
+    "q_wanda50": ({"recipe": [{"prune": {"method": "wanda", "sparsity": 0.5, "calibration_sentences": 64}}]}, 0.89),
+    "q_gates": ({"recipe": [{"gate_heads": {"loss": "distill", "epochs": 1, "lambda": 0.01}}]}, 1.00),
+    "q_int8": ({"recipe": [{"quantize": {"bits": 8}}]}, 0.94),
     "q_features": ({"from": "pretrained", "recipe": [{"feature_based": {"layers": 4, "head": "linear", "epochs": 1,
-                                                                        "lr": 1.0e-3}}]}, 0.0),
+                                                                        "lr": 1.0e-3}}]}, 0.70),
 }
-MEASURED = {}
+MEASURED = {  # validation F1 / the teacher's, EPYC (AVX512-BF16), 2026-12-03
+    "q_emb64_svd": 0.612,
+    "q_low_rank": 1.051,
+    "q_shared": 1.026,
+    "q_kd_2layer": 0.84,
+    "q_tinybert_2layer": 0.785,
+    "q_sparsegpt50": 0.967,
+    "q_magnitude50": 0.873,
+    "q_wanda50": 0.947,
+    "q_gates": 1.109,
+    "q_int8": 0.998,
+    "q_features": 0.809,
+}
 
 
 @pytest.fixture(scope="module")
 def run(conll_dir, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("realdata")
     cfg = {
-        "data": {"source": "local", "conll_dir": str(conll_dir), "max_sentences": {"train": 2000}},
+        # seeded subsets; validation and test at 1,000 sentences keep a dozen evaluations within CI's budget
+        "data": {"source": "local", "conll_dir": str(conll_dir),
+                 "max_sentences": {"train": 2000, "validation": 1000, "test": 1000}},
         "teacher": {"preset": "minilm"},
         "train": {"epochs": 1, "lr": 2.0e-4, "batch_tokens": 320, "precision": "auto"},
         "evaluate": {"latency_sentences": 10, "throughput_batches": 2},
@@ -71,9 +85,9 @@ def test_minilm_subset_reaches_floor(run):
     m = metrics(run, "teacher")
     report = json.loads((run / "results" / "data" / "clean" / "report.json").read_text())
     assert report["splits"]["train"]["rows_in"] == 14041 and report["splits"]["train"]["subsampled_to"] == 2000
-    assert report["splits"]["test"]["rows_out"] == 3453  # the test split is never subsampled here
+    assert report["splits"]["test"]["rows_in"] == 3453 and report["splits"]["test"]["subsampled_to"] == 1000
     assert m["parameters"]["total"] == pytest.approx(22.7e6, rel=0.01)
-    assert m["test"]["f1"] >= F1_FLOOR, m["test"]
+    assert m["validation"]["f1"] >= F1_FLOOR, m["validation"]
 
 
 def shares(workdir):
@@ -101,7 +115,8 @@ def test_sparsegpt_beats_magnitude_at_half_sparsity(run):
         assert metrics(run, name)["structure"]["sparsity"] == pytest.approx(0.5, abs=0.01)
 
 
-def test_floors_are_written_down():
-    """Every floor is set (a zero floor would let a method that destroys the model pass)."""
-    assert all(floor > 0 for _, floor in VARIANTS.values()), {k: f for k, (_, f) in VARIANTS.items() if f <= 0}
-    assert yaml.safe_dump(MEASURED) and set(MEASURED) == set(VARIANTS)
+def test_every_floor_sits_just_below_its_measurement():
+    """A floor of 0, or one far below what the method measured, would let a method that breaks the model pass."""
+    assert set(MEASURED) == set(VARIANTS)
+    for name, (_, floor) in VARIANTS.items():
+        assert 0 < floor < MEASURED[name] <= floor + 0.11, (name, floor, MEASURED[name])

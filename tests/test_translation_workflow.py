@@ -12,7 +12,7 @@ from test_workflow import planned_jobs
 
 pytestmark = pytest.mark.slow
 FIGURES = ["teacher_loss.png", "teacher_lr.png", "teacher_bleu.png", "heads_bleu.png"] + [
-    f"heads_l{lam}_{kind}" for lam in ("0.5", "0.01") for kind in ("loss.png", "bleu.png", "popen.png", "gates.gif")]
+    f"heads_l{lam}_{kind}" for lam in ("0.5", "0.03") for kind in ("loss.png", "bleu.png", "popen.png", "gates.gif")]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_outputs_and_scores(finished_run):
     workdir, seconds = finished_run
     res = workdir / "results" / "translation"
     df = pd.read_csv(res / "tables" / "summary.csv").set_index("model")
-    assert list(df.index) == ["teacher", "heads_l0.5", "heads_l0.01", "copy_source"]
+    assert list(df.index) == ["teacher", "heads_l0.5", "heads_l0.03", "copy_source"]
     # The toy language is learnable, and copying English into a Cyrillic reference scores nothing.
     assert df.loc["teacher", "bleu_greedy"] > 50 and df.loc["copy_source", "bleu_greedy"] < 5
     assert df.loc["teacher", "encoder_heads"] == "8/8"
@@ -68,6 +68,22 @@ def test_outputs_and_scores(finished_run):
     assert seconds < 240, f"the CI-sized translation run took {seconds:.0f} s"
 
 
+# Measured on the EPYC (2026-12-03): teacher held-out BLEU 73.01, heads_l0.03 68.18 with 3 of 8 encoder heads
+# (-4.83), heads_l0.5 60.2 with none. The bound is the measured loss plus a margin of 3 BLEU.
+MAX_BLEU_LOSS = 8.0
+
+
+def test_a_pruned_model_stays_near_its_teacher_on_held_out_pairs(finished_run):
+    df = pd.read_csv(finished_run[0] / "results" / "translation" / "tables" / "summary.csv").set_index("model")
+    pruned = df.loc["heads_l0.03"]
+    kept, total = map(int, pruned["encoder_heads"].split("/"))
+    assert 0 < kept < total, pruned["encoder_heads"]  # it did remove heads, and not all of them
+    loss = df.loc["teacher", "bleu_greedy_heldout"] - pruned["bleu_greedy_heldout"]
+    assert loss <= MAX_BLEU_LOSS, f"heads_l0.03 lost {loss:.2f} BLEU on the held-out pairs"
+    # and with every head removed the loss is real, so the bound above is not met by any model
+    assert df.loc["teacher", "bleu_greedy_heldout"] - df.loc["heads_l0.5", "bleu_greedy_heldout"] > 2 * loss
+
+
 def group_digests(state_dict):
     """{group: sha256} of a saved state dict, computed here apart from the job's code: per tensor the line
     "<name> <dtype> <shape> <sha256 of its bytes>" in name order, one digest per group of names."""
@@ -91,7 +107,7 @@ def test_pruning_froze_the_model_and_logged_every_gate(finished_run):
     teacher_digests = group_digests(teacher)
     cfg = json.loads((res / "models" / "teacher" / "config.json").read_text())
     head_dim = cfg["d_model"] // cfg["heads"]
-    for lam in ("0.5", "0.01"):
+    for lam in ("0.5", "0.03"):
         report = json.loads((res / "train" / f"heads_l{lam}" / "prune.json").read_text())
         assert report["frozen_parameters_checked"] > 20
         # the recorded checksums are those of the teacher's files, and gate training moved none of them
@@ -118,11 +134,11 @@ def test_pruning_froze_the_model_and_logged_every_gate(finished_run):
         assert metrics["structure"]["encoder_heads_kept"] == report["heads_kept"]
     # A stronger penalty closes more gates (same start, same batches, same seed).
     kept = {lam: json.loads((res / "train" / f"heads_l{lam}" / "prune.json").read_text())["heads_kept"]
-            for lam in ("0.5", "0.01")}
-    assert kept["0.5"] < kept["0.01"]
-    p = {lam: pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv") for lam in ("0.5", "0.01")}
+            for lam in ("0.5", "0.03")}
+    assert kept["0.5"] < kept["0.03"]
+    p = {lam: pd.read_csv(res / "train" / f"heads_l{lam}" / "gates.csv") for lam in ("0.5", "0.03")}
     last = {lam: g[g["step"] == g["step"].max()]["p_open"].sum() for lam, g in p.items()}
-    assert last["0.5"] < last["0.01"]
+    assert last["0.5"] < last["0.03"]
 
 
 def test_second_run_has_nothing_to_do(finished_run, run):

