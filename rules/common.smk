@@ -37,12 +37,12 @@ MODELS = [TEACHER]
 
 
 def ner_source():
-    """'local' (with the folder, whose three split files exist), 'hub' or 'synthetic'."""
+    """'local' (with the folder, whose three split files data.files exist), 'hub' or 'synthetic'."""
     data = config["data"]
     try:
         source, _ = data_source(data["source"], data.get("conll_dir"), "data.conll_dir", CONLL_ENV_VAR, "hub")
-        # resolved again to check the three split files, naming the key or variable that gave the folder
-        return source, resolve_conll_dir(data.get("conll_dir")) if source == "local" else None
+        # resolved again to check the three split files, naming the data.files key of a missing one
+        return source, resolve_conll_dir(data.get("conll_dir"), data["files"]) if source == "local" else None
     except ShrinkError as e:
         raise WorkflowError(str(e))
 
@@ -53,7 +53,7 @@ SOURCE, CONLL_DIR = ner_source() if config["task"] == "ner" else (None, None)
 
 def raw_split(split):
     if SOURCE == "local":
-        return str(CONLL_DIR / f"{split}.txt")
+        return str(CONLL_DIR / config["data"]["files"][split])
     return f"results/data/raw/{split}.txt"
 
 

@@ -3,7 +3,17 @@
 import pytest
 
 from shrink.core.errors import ConfigError, DataError
-from shrink.ner.cleaning import SPLITS, Filters, clean_corpus, subsample
+from shrink.ner.cleaning import (
+    MAX_SENTENCE_TOKENS,
+    OUTLIER_MIN_OTHERS,
+    SPLITS,
+    DataWarning,
+    Filters,
+    clean_corpus,
+    lost_breaks,
+    sentence_stats,
+    subsample,
+)
 from shrink.ner.conll import Sentence
 
 BASE = [
@@ -39,11 +49,15 @@ def test_clean_corpus_passthrough(tmp_path):
     for split in SPLITS:
         assert pairs(splits[split]) == [([t for t, _ in s], [g for _, g in s]) for s in BASE]
         row = report["splits"][split]
-        assert row == {"file": str(paths[split]), "rows_in": 3, "rows_out": 3, "tokens_out": 8,
+        assert row == {"file": str(paths[split]), "encoding": "utf-8", "encoding_from": "detected",
+                       "sentences": 3, "longest_sentence": {"tokens": 4, "line": 1}, "p99_other_sentence_tokens": 2,
+                       "replacement_char_tokens": 0, "sentence_breaks_suspect": False,
+                       "rows_in": 3, "rows_out": 3, "tokens_out": 8,
                        "dropped": {}, "stripped_tokens": 0, "iob1_tags_converted": 0}
     assert labels == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert report["labels"] == labels
     assert report["rejected_lines"] == []
+    assert report["warnings"] == []
 
 
 def test_drop_regex_counts_per_rule(tmp_path):
@@ -296,3 +310,102 @@ def test_subsample_is_deterministic_and_keeps_file_order():
     c = subsample(sents, 20, seed=8)
     assert [s.line for s in c] != lines
     assert subsample(sents, 100, seed=1) == sents
+
+
+# --- data.encoding per split, and the input checks of the report ----------------------------------
+
+GERMAN = [[("M\u00fcller", "B-PER"), ("besucht", "O"), ("K\u00f6ln", "B-LOC")], [("EU", "B-ORG"), ("tagt", "O")]]
+
+
+def write_encoded(tmp_path, encodings, sentences=GERMAN):
+    paths = {}
+    for split in SPLITS:
+        paths[split] = tmp_path / f"{split}.txt"
+        paths[split].write_bytes(conll_text(sentences).encode(encodings[split]))
+    return paths
+
+
+def words(sents):
+    return {t for s in sents for t in s.tokens}
+
+
+@pytest.mark.parametrize("setting", ["auto", {"train": "utf-8", "validation": "latin-1", "test": "latin-1"}])
+def test_a_utf8_train_file_is_read_as_utf8_beside_latin1_files(tmp_path, setting):
+    paths = write_encoded(tmp_path, {"train": "utf-8", "validation": "latin-1", "test": "latin-1"})
+    splits, _, report = clean_corpus(paths, encoding=setting)
+    for split in SPLITS:
+        assert {"M\u00fcller", "K\u00f6ln"} <= words(splits[split]), split
+    how = "detected" if setting == "auto" else "configured"
+    assert report["splits"]["train"]["encoding"] == "utf-8"
+    assert report["splits"]["validation"]["encoding"] in ("latin-1", "cp1252")
+    assert {report["splits"][s]["encoding_from"] for s in SPLITS} == {how}
+
+
+def test_one_latin1_encoding_for_a_utf8_train_file_warns_of_mojibake(tmp_path):
+    paths = write_encoded(tmp_path, {"train": "utf-8", "validation": "latin-1", "test": "latin-1"})
+    with pytest.warns(DataWarning, match=r"^train .*valid UTF-8.*data.encoding to utf-8 or auto"):
+        splits, _, report = clean_corpus(paths, encoding="latin-1")
+    assert "M\u00c3\u00bcller" in words(splits["train"])
+    assert len(report["warnings"]) == 1 and report["warnings"][0].startswith("train")
+
+
+@pytest.mark.parametrize("setting, key", [
+    ({"train": "utf-8", "validation": "latin-1"}, "data.encoding"),
+    ({"train": "utf-8", "validation": "latin-1", "test": "latin-1", "dev": "utf-8"}, "data.encoding.dev"),
+    ({"train": "utf-8", "validation": "no-such-codec", "test": "latin-1"}, "data.encoding.validation"),
+    ("no-such-codec", "data.encoding"),
+    (["utf-8"], "data.encoding"),
+])
+def test_bad_encoding_setting_names_its_key(tmp_path, setting, key):
+    paths = make_corpus(tmp_path)
+    with pytest.raises(ConfigError) as ei:
+        clean_corpus(paths, encoding=setting)
+    assert ei.value.key == key
+
+
+def test_replacement_characters_are_counted_and_warned(tmp_path):
+    train = [[("M\ufffdller", "B-PER"), ("besucht", "O"), ("K\ufffdln", "B-LOC")], [("EU", "B-ORG"), ("tagt", "O")],
+             [("\ufffd\ufffd", "O"), ("tagt", "O")]]
+    paths = make_corpus(tmp_path, train=train + BASE)
+    with pytest.warns(DataWarning, match=r"^train .*: 3 tokens contain the U\+FFFD replacement character, "
+                                         r"first at line 1"):
+        _, _, report = clean_corpus(paths)
+    assert [report["splits"][s]["replacement_char_tokens"] for s in SPLITS] == [3, 0, 0]
+
+
+def test_sentence_stats_nearest_rank_percentile():
+    sents = [Sentence(["w"] * n, ["O"] * n, line) for line, n in enumerate([3, 1, 200, 2] * 30 + [7], start=1)]
+    stats = sentence_stats(sents)
+    assert stats["sentences"] == 121
+    assert stats["longest_sentence"] == {"tokens": 200, "line": 3}
+    assert stats["p99_other_sentence_tokens"] == 200  # 120 others, 29 of them 200 tokens long
+    assert sentence_stats([]) == {"sentences": 0, "longest_sentence": None, "p99_other_sentence_tokens": None}
+
+
+def stats_of(lengths):
+    return sentence_stats([Sentence(["w"] * n, ["O"] * n, i + 1) for i, n in enumerate(lengths)])
+
+
+@pytest.mark.parametrize("lengths, suspect", [
+    ([MAX_SENTENCE_TOKENS], False),                     # long, but not over the bound
+    ([MAX_SENTENCE_TOKENS + 1], True),                  # a whole file as one sentence
+    ([5] * OUTLIER_MIN_OTHERS + [51], True),            # > 10x the others' 99th percentile
+    ([5] * OUTLIER_MIN_OTHERS + [50], False),           # exactly 10x
+    ([5] * (OUTLIER_MIN_OTHERS - 1) + [51], False),     # too few others to judge by percentile
+    ([20] * 100 + [2] * 100, False),
+])
+def test_lost_sentence_breaks_rule(lengths, suspect):
+    assert (lost_breaks(stats_of(lengths)) is not None) == suspect
+
+
+def test_a_split_without_blank_lines_is_reported_and_warned(tmp_path):
+    flat = "".join(f"w{i} O\n" for i in range(1200))  # 1200 token lines, no blank line between sentences
+    paths = make_corpus(tmp_path, validation=flat)
+    with pytest.warns(DataWarning, match=r"^validation .*line 1 has 1200 tokens, more than 1000; "
+                                         r"the file may lack the blank lines"):
+        _, _, report = clean_corpus(paths)
+    row = report["splits"]["validation"]
+    assert (row["sentences"], row["longest_sentence"], row["sentence_breaks_suspect"]) == \
+        (1, {"tokens": 1200, "line": 1}, True)
+    assert not report["splits"]["train"]["sentence_breaks_suspect"]
+    assert len(report["warnings"]) == 1

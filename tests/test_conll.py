@@ -1,8 +1,9 @@
-"""Tests for shrink.ner.conll: the CoNLL reader/writer and IOB scheme helpers."""
+"""Tests for shrink.ner.conll: the CoNLL reader/writer, encoding detection and IOB scheme helpers;
+and data.files in shrink.ner.sources.resolve_conll_dir."""
 
 import pytest
 
-from shrink.core.errors import DataError
+from shrink.core.errors import ConfigError, DataError
 from shrink.ner.conll import (
     Sentence,
     iob1_violations,
@@ -11,6 +12,7 @@ from shrink.ner.conll import (
     to_iob2,
     write_conll,
 )
+from shrink.ner.sources import ENV_VAR, resolve_conll_dir
 
 FOUR_COL = (
     "-DOCSTART- -X- -X- O\n"          # 1
@@ -250,3 +252,93 @@ def test_label_list_order_and_completeness():
 
 def test_label_list_all_o():
     assert label_list([Sentence(["a"], ["O"], 1)]) == ["O"]
+
+
+# --- encodings: auto detection (data.encoding: auto) ----------------------------------------------
+
+SPANISH = ("El Gobierno de España anunció que la señora Peña viajará a Málaga . Según fuentes , el ministro "
+           "José Martínez Alcalá y la alcaldesa de Cádiz hablarán mañana en León .").split()
+ENTITIES = {"España", "Peña", "Málaga", "José", "Martínez", "Alcalá", "Cádiz", "León"}
+
+
+def spanish_conll(n=5):
+    sents = [[(w, "B-LOC" if w in ENTITIES else "O") for w in SPANISH[i:] + SPANISH[:i]] for i in range(n)]
+    return "".join("".join(f"{w} {t}\n" for w, t in s) + "\n" for s in sents)
+
+
+def tokens_of(result):
+    return {t for s in result.sentences for t in s.tokens}
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_auto_reads_utf8_and_latin1_files_right(tmp_path, encoding):
+    path = tmp_path / "esp.train"
+    path.write_bytes(spanish_conll().encode(encoding))
+    res = read_conll(path, encoding="auto")
+    assert ENTITIES <= tokens_of(res)  # no mojibake: 'España', not 'EspaÃ±a' or 'Espaďa'
+    assert res.encoding_from == "detected"
+    if encoding == "utf-8":  # strict UTF-8 decides at once
+        assert res.encoding == "utf-8" and res.encoding_doubt is None
+    else:  # a guess among code pages: the Western European one wins a tie, and the tie is said
+        assert res.encoding == "cp1252"
+        assert "cp1250" in res.encoding_doubt and "set data.encoding" in res.encoding_doubt
+
+
+def test_auto_strips_a_utf8_byte_order_mark(tmp_path):
+    path = tmp_path / "bom.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + spanish_conll(1).encode("utf-8"))
+    res = read_conll(path, encoding="auto")
+    assert res.encoding == "utf-8-sig"
+    assert res.sentences[0].tokens[0] == SPANISH[0]
+
+
+def test_configured_encoding_is_recorded_and_a_utf8_file_read_as_latin1_is_doubted(tmp_path):
+    path = tmp_path / "train.txt"
+    path.write_bytes(spanish_conll().encode("utf-8"))
+    res = read_conll(path, encoding="latin-1", key="data.encoding.train")
+    assert (res.encoding, res.encoding_from) == ("latin-1", "configured")
+    assert "Espa\u00c3\u00b1a" in tokens_of(res)  # what was asked for, mojibake included ...
+    assert "valid UTF-8" in res.encoding_doubt and "data.encoding.train" in res.encoding_doubt  # ... but said
+    ascii_only = write(tmp_path, "EU B-ORG\n")
+    assert read_conll(ascii_only, encoding="latin-1").encoding_doubt is None
+
+
+def test_bad_byte_names_the_split_key(tmp_path):
+    path = tmp_path / "test.txt"
+    path.write_bytes(spanish_conll().encode("latin-1"))
+    with pytest.raises(DataError, match="set data.encoding.test in the config"):
+        read_conll(path, encoding="utf-8", key="data.encoding.test")
+
+
+# --- data.files: the split files of a local corpus folder ----------------------------------------
+
+
+def test_conll_dir_with_configured_file_names(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    for name in ("esp.train", "esp.testa", "esp.testb"):
+        (tmp_path / name).write_text("EU B-ORG\n\n")
+    files = {"train": "esp.train", "validation": "esp.testa", "test": "esp.testb"}
+    assert resolve_conll_dir(str(tmp_path), files) == tmp_path.resolve()
+    with pytest.raises(ConfigError) as ei:  # the default names are not there
+        resolve_conll_dir(str(tmp_path))
+    assert "train.txt" in str(ei.value)
+
+
+def test_conll_dir_missing_configured_file_names_its_key_and_path(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    (tmp_path / "esp.train").write_text("EU B-ORG\n\n")
+    (tmp_path / "esp.testb").write_text("EU B-ORG\n\n")
+    files = {"train": "esp.train", "validation": "esp.testA", "test": "esp.testb"}
+    with pytest.raises(ConfigError) as ei:
+        resolve_conll_dir(str(tmp_path), files)
+    assert ei.value.key == "data.files.validation"
+    assert str(tmp_path / "esp.testA") in str(ei.value)
+    assert "esp.train" not in str(ei.value)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../outside.txt", ""])
+def test_file_names_outside_the_folder_are_refused(tmp_path, monkeypatch, name):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(ConfigError) as ei:
+        resolve_conll_dir(str(tmp_path), {"train": "train.txt", "validation": "validation.txt", "test": name})
+    assert ei.value.key == "data.files.test"

@@ -90,14 +90,14 @@ def tiny_model(tokenizer):
     return BertForTokenClassification(config).eval()
 
 
-def make_dataset(tokenizer, sentences, max_length):
+def make_dataset(tokenizer, sentences, max_length, stride=0):
     from datasets import Dataset
 
     from shrink.ner.conll import Sentence
     from shrink.ner.tokens import encode_split
 
     sents = [Sentence(toks, tags, 1) for toks, tags in sentences]
-    return Dataset.from_dict(encode_split(sents, tokenizer, LABELS, max_length, label_all_tokens=False))
+    return Dataset.from_dict(encode_split(sents, tokenizer, LABELS, max_length, label_all_tokens=False, stride=stride))
 
 
 SENTS = [
@@ -108,24 +108,32 @@ SENTS = [
 ]
 
 
-def test_predict_tags_truncated_words_are_o(tokenizer, tiny_model):
+def long_split():
+    """SENTS with a 250-word sentence in the middle: far over max_length 16, so it becomes many windows."""
+    words = (SENTS[0][0] + SENTS[2][0]) * 20
+    tags = (SENTS[0][1] + SENTS[2][1]) * 20
+    return [SENTS[0], (words[:250], tags[:250]), SENTS[1], SENTS[2]]
+
+
+def set_constant_prediction(model, label):
     import torch
 
-    ds = make_dataset(tokenizer, SENTS, max_length=6)
-    starts = ds["word_starts"]
-    assert -1 in starts[0] and -1 in starts[2]  # the test really truncates
-    assert -1 not in starts[1]
-    # a model that predicts B-PER at every position, so any "O" must come from truncation
     with torch.no_grad():
-        tiny_model.classifier.weight.zero_()
-        tiny_model.classifier.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 10.0, 0.0]))
-    preds = predict_tags(tiny_model, ds, tokenizer, LABELS, batch_size=2)
-    assert len(preds) == 3
-    for pred, st, (toks, _) in zip(preds, starts, SENTS):
-        assert len(pred) == len(toks)
-        assert pred == ["O" if p == -1 else "B-PER" for p in st]
-    assert preds[0][:2] == ["B-PER", "B-PER"]
-    assert preds[0][-1] == "O"
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([10.0 if lab == label else 0.0 for lab in LABELS]))
+
+
+def test_predict_tags_every_word_of_a_long_sentence(tokenizer, tiny_model):
+    split = long_split()
+    ds = make_dataset(tokenizer, split, max_length=16, stride=4)
+    assert len(ds) > len(split) + 10  # the long sentence really is split into windows
+    # a model that predicts B-PER at every position, so any "O" would be a word no window scored
+    set_constant_prediction(tiny_model, "B-PER")
+    preds = predict_tags(tiny_model, ds, tokenizer, LABELS, batch_size=3)
+    gold = gold_tags(ds, LABELS)
+    assert [len(p) for p in preds] == [len(g) for g in gold] == [len(toks) for toks, _ in split]
+    assert gold == [tags for _, tags in split]
+    assert all(tag == "B-PER" for p in preds for tag in p)
 
 
 def test_predict_tags_match_unbatched_forward(tokenizer):
@@ -136,17 +144,31 @@ def test_predict_tags_match_unbatched_forward(tokenizer):
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=64, num_labels=len(LABELS))
     model = BertForTokenClassification(config).eval()
-    ds = make_dataset(tokenizer, SENTS, max_length=8)
-    # batch_size=2 sorts by length and pads: predictions must still map back to the right sentence
+    ds = make_dataset(tokenizer, long_split(), max_length=8, stride=2)
+    # batch_size=2 sorts by length and pads: predictions must still map back to the right sentence and word
     preds = predict_tags(model, ds, tokenizer, LABELS, batch_size=2)
+    expect = [[None] * len(toks) for toks, _ in long_split()]
     for i in range(len(ds)):
-        ids = torch.tensor([ds[i]["input_ids"]])
+        row = ds[i]
+        ids = torch.tensor([row["input_ids"]])
         with torch.no_grad():
             best = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.argmax(-1)[0].tolist()
-        expect = [LABELS[best[p]] if p >= 0 else "O" for p in ds[i]["word_starts"]]
-        assert preds[i] == expect
+        for j, p in enumerate(row["word_starts"]):
+            if p >= 0:
+                assert expect[row["sentence"]][row["word_offset"] + j] is None  # one window per word
+                expect[row["sentence"]][row["word_offset"] + j] = LABELS[best[p]]
+    assert all(tag is not None for sent in expect for tag in sent)
+    assert preds == expect
 
 
 def test_gold_tags_round_trip(tokenizer):
     ds = make_dataset(tokenizer, SENTS, max_length=6)
-    assert gold_tags(ds, LABELS) == [tags for _, tags in SENTS]  # gold keeps the truncated words
+    assert gold_tags(ds, LABELS) == [tags for _, tags in SENTS]
+
+
+def test_tags_from_data_tokenized_before_windows(tokenizer, tiny_model):
+    """Shards written before windows existed have no sentence/word_offset columns: one row per sentence."""
+    ds = make_dataset(tokenizer, SENTS, max_length=64).remove_columns(["sentence", "word_offset"])
+    set_constant_prediction(tiny_model, "B-LOC")
+    assert gold_tags(ds, LABELS) == [tags for _, tags in SENTS]
+    assert predict_tags(tiny_model, ds, tokenizer, LABELS) == [["B-LOC"] * len(toks) for toks, _ in SENTS]

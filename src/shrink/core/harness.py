@@ -4,6 +4,11 @@ Each task has one workflow script, `workflow/scripts/<task>.py`, which calls `ru
 That looks up the rule's job in `shrink.<task>.jobs.JOBS` (a rule missing there fails naming the rule),
 copies the job's output to its log file, watches its memory and time request (shrink.core.guard), and
 turns bad input, a full disk or an exceeded request into a one-line error instead of a traceback.
+
+The job's stderr is Snakemake's console (with the local executor), so its one-line `ERROR in rule <rule>:
+<message>` is printed there, just above Snakemake's own "Error in rule" block, whose `message:` line is
+the rule's `message:` directive (None here), not the job's error. The package's own warnings
+(shrink.ner.cleaning.DataWarning) are printed as one `WARNING in rule <rule>: <message>` line each.
 """
 
 import contextlib
@@ -12,6 +17,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 
 from . import guard
 from .atomic import storage_fault
@@ -61,10 +67,27 @@ def run(step, smk):
     """Run a step; bad input, a full or read-only disk, or a job outgrowing its memory or time
     request (shrink.core.guard) ends the job with a one-line message instead of a traceback."""
     try:
-        with _logged(smk):
+        with _logged(smk), _one_line_warnings(smk.rule):
             _run_guarded(step, smk)
     except StorageError as e:  # the log file itself could not be written
         _fail(smk, e)
+
+
+@contextlib.contextmanager
+def _one_line_warnings(rule):
+    """Warnings of the shrink package as `WARNING in rule <rule>: <message>`, others as Python shows them."""
+    plain = warnings.formatwarning
+
+    def fmt(message, category, filename, lineno, line=None):
+        if category.__module__.startswith("shrink."):
+            return f"WARNING in rule {rule}: {message}\n"
+        return plain(message, category, filename, lineno, line)
+
+    warnings.formatwarning = fmt
+    try:
+        yield
+    finally:
+        warnings.formatwarning = plain
 
 
 def _run_guarded(step, smk):

@@ -62,7 +62,8 @@ def clean(smk):
     write_json(smk.output.report, report)
     for s in SPLITS:
         r = report["splits"][s]
-        print(f"{s}: {r['rows_in']} sentences in, {len(splits[s])} out; dropped {r['dropped'] or 'none'}")
+        print(f"{s}: {r['file']} ({r['encoding']}, {r['encoding_from']}): {r['rows_in']} sentences in, "
+              f"{len(splits[s])} out, longest {r['longest_sentence']['tokens']} tokens; dropped {r['dropped'] or 'none'}")
     print(f"labels: {labels}; leakage: {report['leakage']}")
 
 
@@ -72,10 +73,12 @@ def tokenize(smk):
 
     cfg = smk.params.tokenize
     _, tok_source = resolve_source(smk.params.teacher)
-    sizes = tokenize_corpus({s: smk.input[s] for s in SPLITS}, smk.input.labels, tok_source, smk.output[0],
-                            max_length=cfg["max_length"], label_all_tokens=cfg["label_all_tokens"],
-                            num_shards=cfg["num_shards"])
-    print(f"tokenized: {sizes}")
+    report = tokenize_corpus({s: smk.input[s] for s in SPLITS}, smk.input.labels, tok_source, smk.output[0],
+                             max_length=cfg["max_length"], label_all_tokens=cfg["label_all_tokens"],
+                             num_shards=cfg["num_shards"], stride=cfg["stride"])
+    for s, r in report["splits"].items():
+        print(f"tokenized {s}: {r['sentences']} sentences in {r['windows']} windows, "
+              f"{r['long_sentences']} longer than {cfg['max_length']} word pieces (longest {r['longest_word_pieces']})")
 
 
 def train(smk):

@@ -37,16 +37,33 @@ def _fill(template, rng):
     return tokens, tags
 
 
-def write_corpus(out_dir, sizes=None, seed=0):
-    """Write train/validation/test.txt in the 4-column CoNLL-2003 layout (token POS chunk NER)."""
+def long_sentence(n_words, rng):
+    """One sentence of `n_words` words, templates run together: longer than any window, to test windowing."""
+    tokens, tags = [], []
+    while len(tokens) < n_words:
+        more_tokens, more_tags = _fill(rng.choice(TEMPLATES), rng)
+        tokens += more_tokens
+        tags += more_tags
+    # a cut inside a name leaves B- then I-: still well-formed IOB2
+    return tokens[:n_words], tags[:n_words]
+
+
+def write_corpus(out_dir, sizes=None, seed=0, long_sentence_words=None):
+    """Write train/validation/test.txt in the 4-column CoNLL-2003 layout (token POS chunk NER).
+
+    `long_sentence_words`: append to validation one sentence of that many words, from an RNG of its own
+    so the other sentences stay those of the same seed without it.
+    """
     sizes = sizes or {"train": 400, "validation": 80, "test": 80}
     rng = random.Random(seed)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split, n in sizes.items():
         lines = ["-DOCSTART- -X- -X- O", ""]
-        for _ in range(n):
-            tokens, tags = _fill(rng.choice(TEMPLATES), rng)
+        sentences = [_fill(rng.choice(TEMPLATES), rng) for _ in range(n)]
+        if split == "validation" and long_sentence_words:
+            sentences.append(long_sentence(long_sentence_words, random.Random(seed + 1)))
+        for tokens, tags in sentences:
             lines += [f"{t} NN I-NP {g}" for t, g in zip(tokens, tags)] + [""]
         (out_dir / f"{split}.txt").write_text("\n".join(lines), encoding="utf-8")
     return out_dir
