@@ -9,7 +9,7 @@ from snakemake.utils import min_version, validate
 from shrink.core.errors import ShrinkError
 from shrink.core.splits import SPLITS
 from shrink.core.precision import check_config
-from shrink.ner.recipes import METHODS, plan, recipe_string, step_settings
+from shrink.ner.recipes import METHODS, plan, recipe_string
 from shrink.core.data_dirs import data_source
 from shrink.ner.sources import ENV_VAR as CONLL_ENV_VAR, resolve_conll_dir
 

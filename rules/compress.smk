@@ -35,8 +35,6 @@ for _method, _spec in METHODS.items():
         params:
             method=_method,
             step=lambda wc, method=_method: step_of(method, wc).params,
-            # declared defaults included: a changed default reruns the steps that use it
-            settings=lambda wc, method=_method: step_settings(method, step_of(method, wc).params),
             key=lambda wc, method=_method: step_key(f"{method}-{wc.hash}"),
             train=config["train"],
             teacher=config["teacher"],

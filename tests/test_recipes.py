@@ -30,6 +30,22 @@ def test_step_ids_are_stable_and_readable():
     assert v1["a"].last == v2["z"].last and v1["a"].last.startswith("prune-")
 
 
+def test_step_ids_hash_declared_defaults():
+    """A setting left out and the same setting spelled out at its declared default are one step; a default
+    that changes (here: spelled out at another value) is another step, so a cached result is not reused."""
+    from shrink.methods.registry import METHODS
+
+    default = next(s.default for s in METHODS["prune"].settings if s.name == "mask_selection")
+    implicit, _ = plan(cfg(a={"recipe": [{"prune": {"sparsity": 0.5}}]}))
+    explicit, _ = plan(cfg(a={"recipe": [{"prune": {"sparsity": 0.5, "mask_selection": default}}]}))
+    other, _ = plan(cfg(a={"recipe": [{"prune": {"sparsity": 0.5, "mask_selection": "row"}}]}))
+    assert implicit["a"].last == explicit["a"].last != other["a"].last
+    nested, _ = plan(cfg(a={"recipe": [{"distill": {"intermediate": {"hidden_weight": 1.0}}}]}))
+    nested_default, _ = plan(cfg(a={"recipe": [{"distill": {"intermediate": {"hidden_weight": 1.0,
+                                                                             "attention": "scores"}}}]}))
+    assert nested["a"].last == nested_default["a"].last
+
+
 def test_sweep_makes_one_variant_per_value_on_the_last_step():
     variants, steps = plan(cfg(g={"recipe": [{"factorize_embeddings": {"rank": 8}}, {"gate_heads": {"epochs": 1}}],
                                   "sweep": {"lambda": [0.1, 0.01]}}))

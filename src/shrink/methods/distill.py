@@ -17,6 +17,7 @@ from ..core.distributed import global_mean
 from ..core.errors import ConfigError
 from ..core.model_size import count_parameters
 from ..core.precision import loss_dtype
+from .architectures import UnsupportedArchitecture, adapter_for, check_supported
 from .factorize import factorize_embeddings
 
 _kl = nn.KLDivLoss(reduction="batchmean", log_target=True)
@@ -110,35 +111,43 @@ class Distillation(nn.Module):
                        self.alpha, self.temperature)
 
 
-def _self_attention(layer):
-    return layer.attention.self
-
-
 class QueryKeyRecorder:
     """Forward hooks on the query and key projections of some encoder layers, so that a model's attention
     scores can be computed after a forward pass with any attention kernel (eager, SDPA, flash), none of
-    which returns the scores before the softmax."""
+    which returns the scores before the softmax. For a fused qkv projection (ModernBERT's Wqkv) the query
+    and key are sliced out of its output."""
 
-    def __init__(self, layers):
-        self.layers, self.outputs, self.handles = list(layers), {}, []
+    def __init__(self, layers, adapter=None):
+        adapter = adapter or adapter_for("bert")  # the layers of a BERT-like model unless told otherwise
+        self.layers, self.adapter, self.outputs, self.handles = list(layers), adapter, {}, []
         for i, layer in enumerate(self.layers):
-            att = _self_attention(layer)
-            for part in ("query", "key"):
-                self.handles.append(getattr(att, part).register_forward_hook(self._keep((i, part))))
+            for part, linear in adapter.qkv(layer).items():
+                if part in ("query", "key", "qkv"):
+                    self.handles.append(linear.register_forward_hook(self._keep((i, part))))
 
     def _keep(self, key):
         def hook(mod, args, out):
             self.outputs[key] = out
         return hook
 
+    def query_key(self, i):
+        """Layer i's projected queries and keys, (batch, L, heads * d) each."""
+        if (i, "qkv") in self.outputs:
+            return split_fused_qkv(self.outputs[(i, "qkv")])[:2]
+        return self.outputs[(i, "query")], self.outputs[(i, "key")]
+
     def scores(self, i):
         """Layer i's unnormalised attention scores Q K^T / sqrt(d): (batch, heads, query, key)."""
-        att = _self_attention(self.layers[i])
-        return attention_scores(self.outputs[(i, "query")], self.outputs[(i, "key")], att.num_attention_heads)
+        return attention_scores(*self.query_key(i), self.adapter.num_heads(self.layers[i]))
 
     def remove(self):
         for h in self.handles:
             h.remove()
+
+
+def split_fused_qkv(qkv):
+    """(query, key, value) of a fused projection's output laid out as [queries | keys | values]."""
+    return qkv.chunk(3, dim=-1)
 
 
 def attention_scores(query, key, heads):
@@ -179,17 +188,24 @@ class IntermediateDistillation(Distillation):
             raise ConfigError("intermediate.attention_weight", "attention maps need equal head counts "
                               f"(student {model.config.num_attention_heads}, teacher "
                               f"{teacher.config.num_attention_heads}); set it to 0")
+        if attention_weight and attention == "scores":
+            for m in (model, teacher):
+                try:
+                    check_supported("distill:attention_scores", m.config.model_type)
+                except UnsupportedArchitecture as e:
+                    raise ConfigError("intermediate.attention", str(e)) from None
         if attention_weight and attention == "probabilities":
             for m in (model, teacher):  # attention probabilities are only returned by the eager kernel
                 m.set_attn_implementation("eager")
 
     def _attention_maps(self, model, inputs):
         """(output, {layer (1-based): attention matrix}) of one forward pass, per self.attention."""
-        layers = model.base_model.encoder.layer
+        a = adapter_for(model)
+        layers = a.layers(model)
         if self.attention == "probabilities":
             out = model(**inputs, output_hidden_states=True, output_attentions=True)
             return out, {i + 1: a for i, a in enumerate(out.attentions)}
-        recorder = QueryKeyRecorder(layers)
+        recorder = QueryKeyRecorder(layers, a)
         try:
             out = model(**inputs, output_hidden_states=True)
         finally:
@@ -229,6 +245,19 @@ def uniform_layer_map(student_layers, teacher_layers):
     return [m * teacher_layers // student_layers for m in range(student_layers + 1)]
 
 
+def _check_rebuildable(config, keep):
+    """ModernBERT builds layer j as local or global from config.layer_types[j] and gives only layer 0 no
+    attention LayerNorm, so a saved student only reloads as it trained if kept layer j is of the kind
+    of position j and the first kept layer is layer 0."""
+    types = getattr(config, "layer_types", None)
+    if config.model_type != "modernbert" or not types:
+        return
+    bad = [k for j, k in enumerate(keep) if types[k] != types[j] or (j == 0) != (k == 0)]
+    if bad:
+        raise ConfigError("student.layers_from", f"ModernBERT layers {bad} cannot move to their new positions in "
+                          f"{keep} (layer 0 first, and each layer where the same local/global kind {types} is)")
+
+
 def build_student(parent, spec, labels, seed):
     """The student a distillation step trains, from its parent model and the step's `student` spec.
 
@@ -249,12 +278,14 @@ def build_student(parent, spec, labels, seed):
         keep = spec.get("layers_from") or [g - 1 for g in uniform_layer_map(spec.get("layers", n), n)[1:]]
         if any(op["op"] in ("low_rank", "share_layers") for op in getattr(pconf, "shrink_ops", [])) and len(keep) != n:
             raise ConfigError("student.layers", "cannot drop layers of a low-rank or weight-shared parent")
-        base = getattr(student, student.base_model_prefix)
-        layers = list(base.encoder.layer)
+        a = adapter_for(student)
+        layers = list(a.layers(student))
         if not all(0 <= k < n for k in keep):
             raise ConfigError("student.layers_from", f"layer indices must be in [0, {n - 1}], got {keep}")
-        base.encoder.layer = nn.ModuleList(layers[k] for k in keep)
-        student.config.num_hidden_layers = len(keep)
+        _check_rebuildable(pconf, keep)
+        a.set_layers(student, [layers[k] for k in keep])
+        if getattr(student.config, "layer_types", None):  # ModernBERT: each layer's local/global kind
+            student.config.layer_types = [pconf.layer_types[k] for k in keep]
         return student
     if init != "random":
         raise ConfigError("student.init", f"must be parent or random, not {init!r}")
@@ -265,8 +296,9 @@ def build_student(parent, spec, labels, seed):
         vocab_size=pconf.vocab_size, hidden_size=spec.get("hidden", pconf.hidden_size),
         num_hidden_layers=spec.get("layers", pconf.num_hidden_layers),
         num_attention_heads=spec.get("heads", pconf.num_attention_heads),
-        intermediate_size=spec.get("ffn", pconf.intermediate_size),
-        max_position_embeddings=pconf.max_position_embeddings, type_vocab_size=pconf.type_vocab_size,
+        intermediate_size=spec.get("ffn", getattr(pconf, "intermediate_size", None) or pconf.hidden_dim),
+        max_position_embeddings=pconf.max_position_embeddings,
+        type_vocab_size=getattr(pconf, "type_vocab_size", 0) or 2,  # DistilBERT has none, DeBERTa 0
         num_labels=len(labels), id2label=pconf.id2label, label2id=pconf.label2id)
     # built in torch's default dtype on the CPU; the student follows its parent's instead
     student = AutoModelForTokenClassification.from_config(config).to(parent.device, parent.dtype)

@@ -102,9 +102,9 @@ def rank_for(weight, energy=None, ratio=None):
 
 def encoder_linears(model):
     """(name, module) of every nn.Linear inside the encoder blocks (not embeddings or the classifier)."""
-    base = getattr(model, model.base_model_prefix, model)
-    return [(f"{model.base_model_prefix}.encoder.{n}", m) for n, m in base.encoder.named_modules()
-            if isinstance(m, nn.Linear)]
+    from .architectures import adapter_for
+
+    return adapter_for(model).encoder_linears(model)
 
 
 def choose_ranks(model, energy=None, ratio=None):

@@ -45,8 +45,9 @@ class FeatureTagger(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, labels=None, **_):
         with torch.no_grad():
-            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-                                  output_hidden_states=True).hidden_states
+            extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}  # DistilBERT has none
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+                                  **extra).hidden_states
             feats = torch.stack(hidden[-self.layers:]).sum(0)
         # bf16 features under autocast are widened to the tagger's own dtype (fp32, or fp64 in a double model)
         x = self.dropout(feats.to(self.classifier.weight.dtype))

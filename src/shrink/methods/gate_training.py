@@ -14,10 +14,11 @@ from torch import nn
 
 from ..core.distributed import global_mean
 from .attention_heads import (
-    attach_bert_head_gates,
+    attach_head_gates,
+    gate_shape,
     head_scales,
     heads_kept,
-    prune_bert_heads,
+    prune_heads,
 )
 from .distill import kd_loss
 from .gates import HardConcreteGates
@@ -28,14 +29,12 @@ class HeadGateObjective(nn.Module):
     def __init__(self, model, lam, init_open=0.99, gate_lr=0.05, freeze_model=False, cache=None, alpha=0.5,
                  temperature=2.0):
         super().__init__()
-        layers = model.base_model.encoder.layer
         self.model, self.lam, self.gate_lr = model, lam, gate_lr
-        self.gates = HardConcreteGates((len(layers), layers[0].attention.self.num_attention_heads),
-                                       init_open=init_open)
+        self.gates = HardConcreteGates(gate_shape(model), init_open=init_open)
         self.cache, self.alpha, self.temperature = cache, alpha, temperature
         if freeze_model:
             model.requires_grad_(False)
-        self.gated = attach_bert_head_gates(model, self.gates)
+        self.gated = attach_head_gates(model, self.gates)
 
     def optimizer_groups(self, groups):
         """The trainer's parameter groups, with the gates moved to a group of their own learning rate."""
@@ -71,6 +70,6 @@ class HeadGateObjective(nn.Module):
         try:
             pruned = copy.deepcopy(model)
         finally:
-            self.gated = attach_bert_head_gates(model, self.gates)
-        prune_bert_heads(pruned, keep, scale)
+            self.gated = attach_head_gates(model, self.gates)
+        prune_heads(pruned, keep, scale)
         return record_op(pruned, "prune_heads", keep={str(k): v for k, v in keep.items()})

@@ -26,9 +26,9 @@ def replay(model, op):
     if name == "share_layers":
         return share_layers(model, args["groups"])
     if name == "prune_heads":
-        from .attention_heads import prune_bert_heads
+        from .attention_heads import prune_heads
 
-        return prune_bert_heads(model, {int(k): v for k, v in args["keep"].items()})
+        return prune_heads(model, {int(k): v for k, v in args["keep"].items()})
     if name == "feature_based":
         from .feature_based import FeatureTagger
 

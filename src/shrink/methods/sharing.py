@@ -6,7 +6,7 @@ The encoder's ModuleList holds the same module object several times, so `paramet
 each shared tensor once and the optimizer updates it from the sum of its uses' gradients.
 """
 
-from torch import nn
+from .architectures import adapter_for
 
 
 def group_of(num_layers, num_groups):
@@ -17,19 +17,17 @@ def group_of(num_layers, num_groups):
 
 def share_layers(model, groups, num_layers=None):
     """Make `model`'s encoder apply `groups` distinct layers over `num_layers` (default: its current depth)."""
-    encoder = getattr(model, model.base_model_prefix).encoder
-    layers = list(encoder.layer)
+    a = adapter_for(model)
+    layers = list(a.layers(model))
     num_layers = num_layers or len(layers)
     assignment = group_of(num_layers, groups)
     # the first layer of each group (from the current model, mapped proportionally when the depth changes)
     first = {}
     for i, g in enumerate(assignment):
         first.setdefault(g, layers[i * len(layers) // num_layers])
-    encoder.layer = nn.ModuleList(first[g] for g in assignment)
-    model.config.num_hidden_layers = num_layers
-    return model
+    return a.set_layers(model, [first[g] for g in assignment])
 
 
 def shared_groups(model):
     """Number of distinct layer modules in the encoder."""
-    return len({id(m) for m in getattr(model, model.base_model_prefix).encoder.layer})
+    return len({id(m) for m in adapter_for(model).layers(model)})

@@ -203,13 +203,21 @@ def _run(block, hidden, kwargs, layer_kwargs):
     return out[0] if isinstance(out, (tuple, list)) else out  # older HF layers return tuples
 
 
+def _token_mask_for(x, mask):
+    """The batch's token mask for a linear's input over tokens; None (every row counts) for an input that
+    is not per token, such as DeBERTa's relative-position embeddings through its position projections."""
+    return mask if mask is not None and tuple(x.shape[:-1]) == tuple(mask.shape) else None
+
+
 @torch.no_grad()
 def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructured", blocksize=128,
-                 percdamp=0.01, layer_kwargs=None, mask_selection="block"):
+                 percdamp=0.01, layer_kwargs=None, mask_selection="block", per_layer_kwargs=None):
     """Prune every nn.Linear of `layers` block by block, sequentially, as in the SparseGPT paper.
 
     first_inputs: list of (hidden_states, extra_kwargs, token_mask) as they enter layers[0].
     layer_kwargs: keyword arguments passed to every block call on top of each batch's own.
+    per_layer_kwargs: optional [batch][block] kwargs replacing each batch's own for that block (layers
+    whose masks or position embeddings differ).
     mask_selection: SparseGPT's unstructured mask, "block" or "row" (see the module docstring).
     For n:m patterns `sparsity` is ignored. Each block's statistics are collected in one pass through
     the unpruned block (the paper's scheme), so a block's later linears (attention output, FFN) see
@@ -228,7 +236,7 @@ def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructur
         current = {}  # token mask of the batch being run, read by the hooks
 
         def hook(name):
-            return lambda mod, args, out: stats[name].add(args[0], current["mask"])
+            return lambda mod, args, out: stats[name].add(args[0], _token_mask_for(args[0], current["mask"]))
 
         handles = [mod.register_forward_hook(hook(name)) for name, mod in linears.items()]
         try:
@@ -252,56 +260,80 @@ def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructur
                                      "rel_error": relative_error(W, new, s.hessian)}
             W.copy_(new)
         # rerun the pruned block: the next block is calibrated on outputs that carry this block's error
-        inputs = [(_run(block, h, kw, layer_kwargs), kw, mask) for h, kw, mask in inputs]
+        nxt = i + 1
+        inputs = [(_run(block, h, kw, layer_kwargs),
+                   per_layer_kwargs[b][nxt] if per_layer_kwargs and nxt < len(layers) else kw, mask)
+                  for b, (h, kw, mask) in enumerate(inputs)]
     return report
 
 
-class _Stop(Exception):
-    """Raised by the pre-hook: nothing after the first encoder layer is needed."""
+def _layer_inputs(model, layers, batch):
+    """Run `model` once and return, for each layer, (hidden_states, kwargs, token_mask) as it gets them.
+
+    Only the first layer's hidden states are used (later ones come from the pruned blocks); the kwargs
+    (attention masks, position embeddings, relative positions) are each layer's own, since families
+    such as ModernBERT give local and global layers different masks and rotary tables."""
+    seen = {}
+
+    def pre_hook(i):
+        def hook(mod, args, kwargs):
+            seen.setdefault(i, (args, kwargs))  # a shared layer keeps its first call's inputs
+        return hook
+
+    handles = [layer.register_forward_pre_hook(pre_hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    accepted = inspect.signature(model.forward).parameters
+    try:
+        model(**{k: v for k, v in batch.items()
+                 if k in ("input_ids", "attention_mask", "token_type_ids") and k in accepted})
+    finally:
+        for h in handles:
+            h.remove()
+    out = []
+    for i, layer in enumerate(layers):
+        args, kwargs = seen[i] if i in seen else seen[min(seen)]
+        # name the positional arguments (the encoder passes the attention mask positionally)
+        sig = inspect.signature(layer.forward)
+        bound = dict(sig.bind(*args, **kwargs).arguments)
+        hidden = bound.pop(next(iter(sig.parameters)))
+        for name, p in sig.parameters.items():
+            if p.kind is inspect.Parameter.VAR_KEYWORD:
+                bound.update(bound.pop(name, {}))
+        out.append((hidden, bound, batch["attention_mask"].bool()))
+    return out
 
 
 def _first_layer_inputs(model, layer, batch):
-    """Run `model` up to `layer` and return (hidden_states, kwargs, token_mask) as the layer gets them."""
-    seen = {}
-
-    def pre_hook(mod, args, kwargs):
-        seen["args"], seen["kwargs"] = args, kwargs
-        raise _Stop
-
-    handle = layer.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    try:
-        model(**{k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")})
-    except _Stop:
-        pass
-    finally:
-        handle.remove()
-    # name the positional arguments (the encoder passes the attention mask positionally)
-    sig = inspect.signature(layer.forward)
-    bound = dict(sig.bind(*seen["args"], **seen["kwargs"]).arguments)
-    hidden = bound.pop(next(iter(sig.parameters)))
-    for name, p in sig.parameters.items():
-        if p.kind is inspect.Parameter.VAR_KEYWORD:
-            bound.update(bound.pop(name, {}))
-    return hidden, bound, batch["attention_mask"].bool()
+    """(hidden_states, kwargs, token_mask) as `layer` gets them when `model` runs on `batch`."""
+    return _layer_inputs(model, [layer], batch)[0]
 
 
 @torch.no_grad()
-def prune_bert(model, calib_batches, method, sparsity=0.5, pattern="unstructured", blocksize=128, percdamp=0.01,
-               mask_selection="block"):
-    """Prune the encoder-layer linears of a HF BertForTokenClassification in place; returns the report.
+def prune_encoder(model, calib_batches, method, sparsity=0.5, pattern="unstructured", blocksize=128, percdamp=0.01,
+                  mask_selection="block"):
+    """Prune the encoder-layer linears of a token classifier of any supported family in place (its layers
+    found by shrink.methods.architectures); returns the report keyed by full linear names.
 
     Embeddings and the classifier are left dense: the embedding is a lookup table, not a Linear with
-    a calibration Hessian, and the classifier is tiny and sits right at the loss. The first layer's
-    inputs (embedding output and the model's own attention mask) are captured with a pre-hook, so the
-    mask is built exactly as the model builds it.
+    a calibration Hessian, and the classifier is tiny and sits right at the loss. Each layer's extra
+    inputs (the model's own attention mask, position embeddings) are captured with pre-hooks, so they
+    are built exactly as the model builds them.
     """
-    layers = model.bert.encoder.layer
+    from .architectures import adapter_for
+
+    a = adapter_for(model)
+    layers = list(a.layers(model))
     was_training = model.training
     model.eval()
     try:
-        first = [_first_layer_inputs(model, layers[0], b) for b in calib_batches]
-        report = prune_layers(list(layers), first, method, sparsity, pattern, blocksize, percdamp,
-                              mask_selection=mask_selection)
+        captured = [_layer_inputs(model, layers, b) for b in calib_batches]
+        first = [c[0] for c in captured]
+        per_layer = [[kw for _, kw, _ in c] for c in captured]
+        report = prune_layers(layers, first, method, sparsity, pattern, blocksize, percdamp,
+                              mask_selection=mask_selection, per_layer_kwargs=per_layer)
     finally:
         model.train(was_training)
-    return {f"bert.encoder.layer.{k}": v for k, v in report.items()}
+    prefix = a.layers_name(model)
+    return {f"{prefix}.{k}": v for k, v in report.items()}
+
+
+prune_bert = prune_encoder  # the name of the BERT-only version

@@ -175,15 +175,15 @@ def calibration_batches(ctx, n, batch_size=16):
 
 
 def prune(ctx):
-    from ..methods.sparsegpt import prune_bert
+    from ..methods.sparsegpt import prune_encoder
 
     s = ctx.settings
     method = s["method"]
     model = ctx.load_parent().eval()
     batches = calibration_batches(ctx, s["calibration_sentences"])
     t0 = time.perf_counter()
-    report = prune_bert(model, batches, method=method, sparsity=s["sparsity"], pattern=s["pattern"],
-                        blocksize=s["blocksize"], percdamp=s["percdamp"], mask_selection=s["mask_selection"])
+    report = prune_encoder(model, batches, method=method, sparsity=s["sparsity"], pattern=s["pattern"],
+                          blocksize=s["blocksize"], percdamp=s["percdamp"], mask_selection=s["mask_selection"])
     seconds = time.perf_counter() - t0
     print(f"{method}: pruned in {seconds:.1f} s", flush=True)
     ctx.save(model, {"seconds": seconds, "layers": report})
@@ -232,8 +232,38 @@ STEPS = {f.__name__: f for f in (factorize_embeddings, low_rank, share_layers, f
                                  gate_heads, quantize, feature_based)}
 
 
+def supported_methods(ctx):
+    """The architecture-dependent methods the step runs: its own, and TinyBERT's score loss if it uses it."""
+    methods = [ctx.method]
+    inter = ctx.settings.get("intermediate") if ctx.method == "distill" else None
+    if inter and inter.get("attention_weight") and inter.get("attention") == "scores":
+        methods.append("distill:attention_scores")
+    return methods
+
+
+def check_architecture(ctx):
+    """Fail at step start, naming the recipe key, the method and the model type, when the parent's family
+    does not support the method (shrink.methods.architectures.check_supported)."""
+    from transformers import AutoConfig
+
+    from ..core.encoders import resolve_source
+    from ..methods.architectures import UnsupportedArchitecture, check_supported
+
+    source = ctx.parent if ctx.parent is not None else resolve_source(ctx.teacher)[0]
+    try:
+        kind = "bert" if source is None else AutoConfig.from_pretrained(source).model_type  # tiny: a BERT
+    except OSError:  # config not readable here (offline hub name): loading the parent will say why
+        return
+    for method in supported_methods(ctx):
+        try:
+            check_supported(method, kind)
+        except UnsupportedArchitecture as e:
+            raise ConfigError(ctx.key, str(e)) from None
+
+
 def run_step(ctx):
     t0 = time.perf_counter()
+    check_architecture(ctx)
     STEPS[ctx.method](ctx)
     print(f"{ctx.method}: done in {time.perf_counter() - t0:.1f} s", flush=True)
 

@@ -99,14 +99,17 @@ def speed(model, dataset, tokenizer, device="cpu", precision="fp32", latency_sen
 def structure(model):
     """Sparsity of the encoder's linear weights (int8 ones counted from their packed integers), attention
     heads kept, and weight bits (8 once the encoder's linears are int8)."""
-    base = getattr(model, model.base_model_prefix, model)
+    from ..methods.architectures import adapter_for
+
+    a = adapter_for(model)
     zeros = total = 0
     quantized = any(op["op"] == "quantize_int8" for op in getattr(model.config, "shrink_ops", None) or [])
-    for _, w in linear_weights(base.encoder):
+    layers = a.layers(model)
+    for _, w in linear_weights(layers):
         zeros += zero_weights(w)
         total += w.numel()
         quantized = quantized or w.is_quantized
-    heads = [layer.attention.self.num_attention_heads for layer in model.base_model.encoder.layer]
+    heads = [a.num_heads(layer) for layer in layers]
     return {"sparsity": zeros / total if total else 0.0, "heads_kept": sum(heads),
             "heads_total": model.config.num_attention_heads * model.config.num_hidden_layers,
             "heads_per_layer": heads, "bits": 8 if quantized else 32}

@@ -111,7 +111,9 @@ def plan(compress_cfg):
                         raise ConfigError(f"{where}.sweep.{key}", f"not a setting of {method}")
                     known[key].check(value, f"{where}.sweep.{key}")
                     params[key] = value
-                sid = step_id(parent, method, params)
+                # the id hashes the settings the step runs with, declared defaults included: a default
+                # changed in shrink.methods.registry gives the steps that use it new ids, so they rerun
+                sid = step_id(parent, method, {**step_settings(method, params), **split_train(params)[1]})
                 # the first variant's spelling of a shared step wins, so a variant added later in the
                 # config (or with its keys in another order) leaves the step's rule params unchanged
                 steps.setdefault(sid, Step(sid, method, params, parent, METHODS[method].trains))
@@ -151,8 +153,9 @@ def split_train(params):
 
 def step_settings(method, params):
     """The settings a step of `method` runs with: its own, and every declared one it leaves out at its
-    declared default. The workflow passes these as a rule parameter too, so changing a default reruns
-    the steps that relied on it while their cache ids (hashes of the recipe as written) stay the same."""
+    declared default. Step ids hash these (with the step's train overrides), not the recipe as written:
+    Snakemake's params trigger ignores parameters computed from wildcards, so a changed default could not
+    rerun a cached step any other way (measured: a `settings` rule parameter did not)."""
     return settings.with_defaults(split_train(params)[0], METHODS[method].settings)
 
 
