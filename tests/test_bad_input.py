@@ -60,14 +60,17 @@ def test_file_not_utf8(run_workflow, tmp_path):
     text = (data / "train.txt").read_text().splitlines()
     text[5] = "Müller NNP I-NP B-PER"
     (data / "train.txt").write_bytes("\n".join(text).encode("latin-1"))
-    r = run_local(run_workflow, tmp_path, data)
+    # a configured utf-8 (auto, the default, would detect latin-1) that the file does not hold
+    r = run_workflow(tmp_path / "run", config={"data": {"source": "local", "conll_dir": str(data),
+                                                         "encoding": "utf-8"}})
     assert_failed_cleanly(r, tmp_path, f"{data / 'train.txt'}:6", "not valid utf-8", "data.encoding")
-    # ... and the configured encoding makes the same file acceptable.
-    ok = tmp_path / "ok"
-    r = run_workflow(ok, "results/data/clean/report.json",
-                  config={"data": {"source": "local", "conll_dir": str(data), "encoding": "latin-1"}})
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "Müller" in (ok / "results" / "data" / "clean" / "train.txt").read_text(encoding="utf-8")
+    # ... and the right encoding, configured or detected, makes the same file acceptable.
+    for encoding in ("latin-1", "auto"):
+        ok = tmp_path / f"ok_{encoding}"
+        r = run_workflow(ok, "results/data/clean/report.json",
+                         config={"data": {"source": "local", "conll_dir": str(data), "encoding": encoding}})
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "Müller" in (ok / "results" / "data" / "clean" / "train.txt").read_text(encoding="utf-8")
 
 
 def test_learning_rate_not_a_number(run_workflow, tmp_path):
