@@ -20,42 +20,43 @@ from conftest import snakemake
 
 pytestmark = [pytest.mark.slow, pytest.mark.realdata]
 
-# The teacher's validation F1, measured 0.7302 on the 2-core AMD EPYC (AVX512-BF16, trained in bf16 by auto;
-# test F1 0.6735, an untrained head scores about 0), less a margin of 0.05.
-F1_FLOOR = 0.68
+# The teacher's validation F1, measured 0.7437 on the 2-core AMD EPYC (AVX512-BF16, trained in bf16 by auto;
+# test F1 0.6989; an untrained head scores about 0), less a margin of 0.05.
+# tokenize.max_length is the CI config's 64 word pieces, so the longer CoNLL sentences become windows here.
+F1_FLOOR = 0.69
 
 # variant -> (recipe entry, floor on validation F1 as a share of the teacher's). Each floor is the measured
 # share minus a margin of 0.05 (0.10 where a short training run varies more), rounded down; MEASURED holds
 # the shares of the run that set them.
 VARIANTS = {
-    "q_emb64_svd": ({"recipe": [{"factorize_embeddings": {"rank": 64}}]}, 0.56),
-    "q_low_rank": ({"recipe": [{"low_rank": {"energy": 0.8}}, {"finetune": {"epochs": 1}}]}, 0.95),
-    "q_shared": ({"recipe": [{"share_layers": {"groups": 3}}, {"distill": {"epochs": 1}}]}, 0.92),
-    "q_kd_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000}}]}, 0.74),
+    "q_emb64_svd": ({"recipe": [{"factorize_embeddings": {"rank": 64}}]}, 0.45),
+    "q_low_rank": ({"recipe": [{"low_rank": {"energy": 0.8}}, {"finetune": {"epochs": 1}}]}, 0.94),
+    "q_shared": ({"recipe": [{"share_layers": {"groups": 3}}, {"distill": {"epochs": 1}}]}, 0.91),
+    "q_kd_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000}}]}, 0.72),
     "q_tinybert_2layer": ({"recipe": [{"distill": {"student": {"layers": 2}, "epochs": 1, "budget": 20000000,
-                                                    "intermediate": {"hidden_weight": 1.0}}}]}, 0.68),
+                                                    "intermediate": {"hidden_weight": 1.0}}}]}, 0.64),
     "q_sparsegpt50": ({"recipe": [{"prune": {"method": "sparsegpt", "sparsity": 0.5,
-                                              "calibration_sentences": 64}}]}, 0.91),
+                                              "calibration_sentences": 64}}]}, 0.92),
     "q_magnitude50": ({"recipe": [{"prune": {"method": "magnitude", "sparsity": 0.5,
-                                              "calibration_sentences": 64}}]}, 0.82),
-    "q_wanda50": ({"recipe": [{"prune": {"method": "wanda", "sparsity": 0.5, "calibration_sentences": 64}}]}, 0.89),
-    "q_gates": ({"recipe": [{"gate_heads": {"loss": "distill", "epochs": 1, "lambda": 0.01}}]}, 1.00),
-    "q_int8": ({"recipe": [{"quantize": {"bits": 8}}]}, 0.94),
+                                              "calibration_sentences": 64}}]}, 0.87),
+    "q_wanda50": ({"recipe": [{"prune": {"method": "wanda", "sparsity": 0.5, "calibration_sentences": 64}}]}, 0.90),
+    "q_gates": ({"recipe": [{"gate_heads": {"loss": "distill", "epochs": 1, "lambda": 0.01}}]}, 0.99),
+    "q_int8": ({"recipe": [{"quantize": {"bits": 8}}]}, 0.93),
     "q_features": ({"from": "pretrained", "recipe": [{"feature_based": {"layers": 4, "head": "linear", "epochs": 1,
-                                                                        "lr": 1.0e-3}}]}, 0.70),
+                                                                        "lr": 1.0e-3}}]}, 0.71),
 }
-MEASURED = {  # validation F1 / the teacher's, EPYC (AVX512-BF16), 2026-12-03
-    "q_emb64_svd": 0.612,
-    "q_low_rank": 1.051,
-    "q_shared": 1.026,
-    "q_kd_2layer": 0.84,
-    "q_tinybert_2layer": 0.785,
-    "q_sparsegpt50": 0.967,
-    "q_magnitude50": 0.873,
-    "q_wanda50": 0.947,
-    "q_gates": 1.109,
-    "q_int8": 0.998,
-    "q_features": 0.809,
+MEASURED = {  # validation F1 / the teacher's, EPYC (AVX512-BF16), 2026-12-03, transformers 5.24 and 5.25 alike
+    "q_emb64_svd": 0.501,
+    "q_low_rank": 1.044,
+    "q_shared": 1.018,
+    "q_kd_2layer": 0.827,
+    "q_tinybert_2layer": 0.743,
+    "q_sparsegpt50": 0.97,
+    "q_magnitude50": 0.922,
+    "q_wanda50": 0.951,
+    "q_gates": 1.092,
+    "q_int8": 0.989,
+    "q_features": 0.819,
 }
 
 

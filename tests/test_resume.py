@@ -13,7 +13,9 @@ from conftest import REPO, TEST_CONFIG
 
 pytestmark = pytest.mark.slow
 
-CONFIG = {"data": {"synthetic": {"sizes": {"train": 2400, "validation": 80, "test": 80}}},
+# 4,800 train sentences: an epoch long enough (several seconds at one thread) that a kill 0.5 s after the
+# epoch-1 checkpoint lands inside epoch 2 even on a fast CPU (2,400 sentences once let epoch 2 finish first)
+CONFIG = {"data": {"synthetic": {"sizes": {"train": 4800, "validation": 80, "test": 80}}},
           "train": {"epochs": 3, "log_every": 20}}
 TARGET = "results/train/teacher/epochs.csv"
 
@@ -33,7 +35,7 @@ def test_killed_training_resumes_and_matches(run_workflow, tmp_path):
         assert proc.poll() is None, "the workflow ended before its first checkpoint"
         assert time.time() < deadline, "no checkpoint after 300 s"
         time.sleep(0.05)
-    time.sleep(1.0)  # well inside epoch 2 (an epoch takes several seconds here)
+    time.sleep(0.5)  # inside epoch 2
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (ckpt / "epoch-2").exists(), "the kill came too late to test a mid-epoch resume"
