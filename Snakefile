@@ -4,6 +4,7 @@
 #          snakemake --cores all --configfile config/lm.yaml   (POLISH_LM_DIR, ARC_EASY_DIR)
 #          snakemake --cores all --configfile config/definition_match.yaml   (WIC_TSV_DIR)
 # Report:  snakemake --report results/report.html
+# Deploy:  snakemake --cores all deployment   (ONNX exports, runtimes table; docs/deploy.md)
 # Rules live in rules/*.smk; this file only wires them together.
 configfile: f"{workflow.basedir}/config.yaml"
 
@@ -53,6 +54,7 @@ else:
     include: "rules/compress.smk"
     include: "rules/evaluate.smk"
     include: "rules/report.smk"
+    include: "rules/deploy.smk"
 
     rule all:
         input:

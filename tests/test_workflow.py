@@ -137,6 +137,42 @@ def test_report_builds(finished_run, run):
     assert len(html) > 50_000 and "summary.csv" in html and "val_f1.png" in html
 
 
+def test_deployment_exports_validates_and_serves_every_model(finished_run, run):
+    """`snakemake deployment`: every model of the CI run exported to ONNX and checked against PyTorch,
+    measured in .test/config.yaml's runtimes, tabled; one exported tiny variant tags raw text."""
+    import subprocess
+    import sys
+
+    workdir, _ = finished_run
+    r = run(workdir, "deployment")
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = workdir / "results"
+    runtimes = ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"]
+    df = pd.read_csv(res / "tables" / "deployment.csv")
+    assert sorted(df["model"].unique()) == sorted(["teacher", *VARIANTS])
+    assert df.groupby("model")["runtime"].apply(sorted).map(tuple).eq(tuple(sorted(runtimes))).all()
+    for model in ["teacher", *VARIANTS]:
+        record = json.loads((res / "deploy" / model / "deploy.json").read_text())
+        export = record["export"]
+        assert export["max_abs_logit_difference"] <= export["logit_tolerance"] == 0.001
+        # the exported fp32 model scores what PyTorch scores, on the whole test split
+        assert abs(export["test_f1_difference"]) <= 0.005, (model, export["test_f1_difference"])
+    # sparse variants store their matrices sparse where that is smaller (70% zeros: 0.3 x 12 < 4 bytes)
+    assert json.loads((res / "deploy" / "sgpt_sparsity0.7" / "deploy.json").read_text())["export"]["sparse_initializers"]
+    assert not json.loads((res / "deploy" / "sgpt_sparsity0.5" / "deploy.json").read_text())["export"]["sparse_initializers"]
+    md = (res / "tables" / "deployment.md").read_text()
+    assert "chosen on validation" in md or "No row keeps" in md
+    assert (res / "figures" / "deployment.png").read_bytes()[:4] == b"\x89PNG"
+    out = subprocess.run([sys.executable, "-m", "shrink.ner.serve", str(res / "deploy" / "kd_int8"),
+                          "--model-file", "model.int8-dynamic.onnx", "EU rejects German call to boycott British lamb ."],
+                         capture_output=True, text=True, check=True).stdout
+    tagged = json.loads(out)
+    assert tagged["text"].startswith("EU rejects") and isinstance(tagged["entities"], list)
+    assert all(tagged["text"][e["start"]: e["end"]] == e["text"] for e in tagged["entities"])
+    again = run(workdir, "-n", "deployment")
+    assert "Nothing to be done" in again.stdout + again.stderr, planned_jobs(again.stdout)
+
+
 def test_deleted_figure_reruns_only_its_plot(finished_run, run):
     workdir, _ = finished_run
     (workdir / "results" / "figures" / "lr.png").unlink()

@@ -195,6 +195,27 @@ def plot_gates(smk):
     draw(smk.input.gates, smk.output[0], title=smk.params.title)
 
 
+def deploy_model(smk):
+    set_threads(smk)
+    from .deploy import deploy_model as deploy
+
+    deploy(smk.input.model, smk.input.data, smk.output[0], smk.wildcards.model, dict(smk.params.deploy),
+           eval_cfg=dict(smk.params.evaluate), threads=smk.threads)
+
+
+def deployment_table(smk):
+    from pathlib import Path
+
+    from .deploy import RECORD
+    from .deployment_table import plot_deployment, write_deployment
+
+    records = [Path(d) / RECORD for d in smk.input.records]
+    df, _ = write_deployment(records, smk.output.csv, smk.output.md, teacher=smk.params.teacher,
+                             keep=smk.params.keep)
+    plot_deployment(records, smk.output.figure, teacher=smk.params.teacher)
+    print(df.to_string(index=False))
+
+
 def _jobs():
     from .recipes import METHODS
 
@@ -202,7 +223,8 @@ def _jobs():
             "teacher_logits": teacher_logits, "evaluate": evaluate, "summary_table": summary,
             "plot_training_curve": plot_training_curve, "plot_per_type_f1": plot_per_type_f1,
             "plot_pareto": plot_pareto, "plot_pruning": plot_pruning, "plot_heads_f1": plot_heads_f1,
-            "plot_compress_losses": plot_compress_losses, "plot_gates": plot_gates}
+            "plot_compress_losses": plot_compress_losses, "plot_gates": plot_gates,
+            "deploy_model": deploy_model, "deployment_table": deployment_table}
     # one rule per compression method, named after it (rules/compress.smk)
     return {**jobs, **{method: compress_step for method in METHODS}}
 
