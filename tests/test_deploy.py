@@ -166,9 +166,11 @@ def test_export_over_tolerance_fails_and_leaves_nothing(tmp_path, tokenized, mon
     assert not (tmp_path / "bad").exists()
 
 
-def test_unknown_runtime_names_the_key(tmp_path, tokenized):
+def test_unknown_runtime_or_no_reference_names_the_key(tmp_path, tokenized):
     with pytest.raises(ShrinkError, match="deploy.runtimes.*tensorrt"):
         deploy(tmp_path, tokenized, tiny_tagger(tokenized[1]), "x", dict(CFG, runtimes=["pytorch_fp32", "tensorrt"]))
+    with pytest.raises(ShrinkError, match="deploy.runtimes: pytorch_fp32 is the reference"):
+        deploy(tmp_path, tokenized, tiny_tagger(tokenized[1]), "y", dict(CFG, runtimes=["onnx_fp32"]))
 
 
 def test_serve_tags_raw_text_like_pytorch(tmp_path, tokenized):

@@ -135,6 +135,8 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
     unknown = sorted(set(runtimes) - set(RUNTIMES))
     if unknown:
         raise ShrinkError(f"config key deploy.runtimes: unknown {unknown} (choose from {', '.join(RUNTIMES)})")
+    if "pytorch_fp32" not in runtimes:  # every speed-up and F1 share is relative to it
+        raise ShrinkError("config key deploy.runtimes: pytorch_fp32 is the reference of the table and must stay")
     dd, tok, labels = load_tokenized(tokenized_dir)
     saved = load_variant(model_dir)
     plain = not (getattr(saved.config, "shrink_ops", None) or [])

@@ -1,0 +1,124 @@
+"""The deployment target's ONNX Runtime rows beside OpenVINO and NNCF, on the same teacher export, the
+same data, the same entity F1 code and the same timer, in ONE run.
+
+    pip install -e '.[peers]'
+    python perf/deploy_peers.py results/deploy/teacher results/data/tokenized
+    python perf/deploy_peers.py results/deploy/teacher results/data/tokenized --also results/deploy/sgpt_sparsity0.5
+
+Rows, all from export folders the `deployment` target wrote (docs/deploy.md):
+  pytorch_fp32            the teacher in PyTorch eager (its `pytorch/` folder): the reference of the ratios
+  onnx_fp32, onnx_int8_dynamic, onnx_int8_static     this project's files, in ONNX Runtime
+  openvino_fp32           the same model.onnx compiled by OpenVINO, f32 inference forced (on CPUs with
+                          bf16 OpenVINO would otherwise pick bf16)
+  openvino_int8_nncf      NNCF post-training quantization of that model (transformer preset, min/max
+                          calibration on the same training sentences as onnx_int8_static)
+--also adds the ONNX Runtime rows of other export folders (a compressed variant) to the same run.
+
+Not here: Hugging Face optimum's ONNX Runtime path. optimum-onnx (0.1.0, the newest on PyPI) requires
+transformers<4.58 and this project runs transformers 5; its ORTQuantizer calls the same
+onnxruntime.quantization.quantize_dynamic that made onnx_int8_dynamic. Intel Neural Compressor and
+torchao are not measured either (torchao's CPU path: shrink/methods/quantize.py).
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from shrink.core.onnx_export import OnnxLogits
+from shrink.core.precision import describe
+from shrink.ner.deploy import ONNX_FILES, calibration_feeds
+from shrink.ner.evaluate import load_tokenized, speed
+from shrink.ner.metrics import evaluate_split
+
+
+class OpenVinoLogits:
+    """An OpenVINO compiled model called like a Hugging Face model (`model(**batch).logits`)."""
+
+    class _Output:
+        def __init__(self, logits):
+            self.logits = logits
+
+    def __init__(self, model, threads, precision="f32"):
+        import openvino as ov
+
+        self.compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": int(threads),
+                                                              "INFERENCE_PRECISION_HINT": precision})
+        self.inputs = [i.get_any_name() for i in self.compiled.inputs]
+
+    def eval(self):
+        return self
+
+    def __call__(self, **batch):
+        feed = {n: batch[n].cpu().numpy().astype(np.int64) for n in self.inputs}
+        return self._Output(torch.from_numpy(np.asarray(self.compiled(feed)[0])))
+
+
+def nncf_int8(onnx_path, feeds):
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(onnx_path))
+    return nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+
+
+def measure(name, runner, dd, tok, labels, args):
+    row = {"row": name}
+    for split in ("validation", "test"):
+        row[f"{split}_f1"] = evaluate_split(runner, dd[split], tok, labels, batch_size=64)["f1"]
+    s = speed(runner, dd["test"], tok, threads=args.threads, latency_sentences=args.latency_sentences,
+              throughput_batches=args.throughput_batches)
+    row.update(latency_ms=s["latency_ms_batch1_median"], latency_p90_ms=s["latency_ms_batch1_p90"],
+               sentences_per_s=s["throughput_sentences_per_s"])
+    print(f"{name}: validation F1 {row['validation_f1']:.4f}, test F1 {row['test_f1']:.4f}, "
+          f"batch-1 {row['latency_ms']:.2f} ms, {row['sentences_per_s']:.1f} sentences/s", flush=True)
+    return row
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("export", type=Path, help="the teacher's export folder (results/deploy/teacher)")
+    p.add_argument("tokenized", type=Path, help="results/data/tokenized")
+    p.add_argument("--also", type=Path, nargs="*", default=[], help="more export folders: their ONNX Runtime rows")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--calibration-sentences", type=int, default=128)
+    p.add_argument("--latency-sentences", type=int, default=100)
+    p.add_argument("--throughput-batches", type=int, default=20)
+    p.add_argument("--json", type=Path, help="write the rows here")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    print(describe("fp32"), f"threads {args.threads}", flush=True)
+
+    from transformers import AutoModelForTokenClassification
+
+    dd, tok, labels = load_tokenized(args.tokenized)
+    if not (args.export / "pytorch").is_dir():
+        raise SystemExit(f"{args.export}/pytorch: missing; give the teacher's export folder (a plain model)")
+    rows = [measure("pytorch_fp32", AutoModelForTokenClassification.from_pretrained(args.export / "pytorch").eval(),
+                    dd, tok, labels, args)]
+    for folder in [args.export, *args.also]:
+        prefix = "" if folder == args.export else f"{folder.name} "
+        for runtime, file in ONNX_FILES.items():
+            if (folder / file).is_file():
+                rows.append(measure(prefix + runtime, OnnxLogits(folder / file, args.threads), dd, tok, labels, args))
+    onnx_fp32 = args.export / ONNX_FILES["onnx_fp32"]
+    rows.append(measure("openvino_fp32", OpenVinoLogits(str(onnx_fp32), args.threads), dd, tok, labels, args))
+    feeds = calibration_feeds(dd["train"], tok, args.calibration_sentences)
+    rows.append(measure("openvino_int8_nncf", OpenVinoLogits(nncf_int8(onnx_fp32, feeds), args.threads),
+                        dd, tok, labels, args))
+
+    ref = rows[0]
+    print(f"\n{'row':42s} {'val F1':>7s} {'test F1':>7s} {'ms b1':>7s} {'x b1':>6s} {'sent/s':>8s} {'x b32':>6s}")
+    for r in rows:
+        r["speedup"] = ref["latency_ms"] / r["latency_ms"]
+        r["throughput_ratio"] = r["sentences_per_s"] / ref["sentences_per_s"]
+        print(f"{r['row']:42s} {r['validation_f1']:7.4f} {r['test_f1']:7.4f} {r['latency_ms']:7.2f} "
+              f"{r['speedup']:6.2f} {r['sentences_per_s']:8.1f} {r['throughput_ratio']:6.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": describe("fp32"), "threads": args.threads, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
