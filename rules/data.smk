@@ -10,6 +10,7 @@ if SOURCE != "local":
             source=SOURCE,
             hub_name=config["data"]["hub_name"],
             hub_revision=config["data"]["hub_revision"],
+            hub_columns=config["data"]["hub_columns"],
             synthetic=config["data"].get("synthetic"),
             seed=config["seed"],
         log:

@@ -25,7 +25,7 @@ def get_raw(smk):
     source = smk.params.source
     out = {s: smk.output[s] for s in SPLITS}
     if source == "hub":
-        fetch_hub(smk.params.hub_name, out, smk.params.hub_revision)
+        fetch_hub(smk.params.hub_name, out, smk.params.hub_revision, dict(smk.params.hub_columns))
     elif source == "synthetic":
         import shutil
         import tempfile

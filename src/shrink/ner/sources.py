@@ -42,19 +42,42 @@ def split_files(files):
     return {s: files[s] for s in SPLITS}
 
 
-def fetch_hub(name, out_paths, revision=None):
-    """Download a token-classification dataset from the Hub and write each split as a CoNLL file.
+def tag_names(dataset, column, where):
+    """A function from one row's tag column to tag strings: ClassLabel ids through the feature's
+    names, strings as they are; anything else fails naming the data.hub_columns.tags key."""
+    from datasets import ClassLabel, Value
 
-    Expects `tokens` and `ner_tags` columns with ClassLabel tag names, as in `conll2003`.
+    feature = dataset.features[column]
+    inner = getattr(feature, "feature", None)  # the element type of a datasets List (or Sequence)
+    if isinstance(inner, ClassLabel):
+        return lambda tags: [inner.names[t] for t in tags]
+    if isinstance(inner, Value) and inner.dtype in ("string", "large_string"):
+        return lambda tags: [str(t) for t in tags]
+    raise ConfigError("data.hub_columns.tags", f"column {column!r} of {where} holds {feature}; it must be a "
+                      "list of ClassLabel ids or of tag strings per sentence")
+
+
+def fetch_hub(name, out_paths, revision=None, columns=None):
+    """Download a token-classification dataset from the Hub (or read a local folder of data files,
+    which `datasets.load_dataset` treats the same way) and write each split as a CoNLL file.
+
+    `columns` is data.hub_columns: {tokens: words column, tags: tags column}, default `tokens` and
+    `ner_tags` as in conll2003. Tags may be ClassLabel ids or strings.
     """
     from datasets import load_dataset
 
+    columns = {"tokens": "tokens", "tags": "ner_tags", **(columns or {})}
     ds = load_dataset(name, revision=revision)
     for split in SPLITS:
         if split not in ds:
             raise ConfigError("data.hub_name", f"dataset '{name}' has no '{split}' split (has {list(ds)})")
-        names = ds[split].features["ner_tags"].feature.names
-        sents = [Sentence(list(r["tokens"]), [names[t] for t in r["ner_tags"]], 0)
-                 for r in ds[split] if len(r["tokens"])]
+        where = f"dataset '{name}' ({split} split)"
+        for key, col in columns.items():
+            if col not in ds[split].column_names:
+                raise ConfigError(f"data.hub_columns.{key}", f"{where} has no column {col!r} "
+                                  f"(has {ds[split].column_names})")
+        names = tag_names(ds[split], columns["tags"], where)
+        sents = [Sentence(list(r[columns["tokens"]]), names(r[columns["tags"]]), 0)
+                 for r in ds[split] if len(r[columns["tokens"]])]
         with atomic_path(out_paths[split]) as tmp:
             write_conll(sents, tmp)
