@@ -15,9 +15,10 @@ report: "report/workflow.rst"
 include: "rules/common.smk"
 
 
-# After a failed run: the jobs SLURM killed for their time or memory limit, and the key to raise.
+# After a failed run: each failed job's one-line error (under SLURM only its log has it), and the
+# jobs SLURM killed for their time or memory limit, with the key to raise.
 onerror:
-    explain_slurm_kills()
+    explain_failures()
 
 
 if config["task"] == "translation":

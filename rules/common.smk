@@ -219,14 +219,30 @@ def step_label(sid):
 WORKFLOW_START = time.time()
 
 
-def explain_slurm_kills():
-    from shrink.core.guard import slurm_kills, slurm_message
-
+def slurm_logdir():
     logdir = getattr(getattr(workflow, "executor_settings", None), "logdir", None)
     if logdir and not Path(logdir).is_absolute():  # as the plugin resolves it
         logdir = Path(workflow.workdir_init) / logdir
+    return logdir or ".snakemake/slurm_logs"
+
+
+def explain_failures():
+    """After a failed run: the failed jobs' one-line errors (under SLURM they are only in the job
+    logs, and Snakemake's own block shows `message: None`), then the jobs SLURM killed."""
+    from shrink.core.guard import job_errors
+
+    errors = job_errors(["results", slurm_logdir()], since=WORKFLOW_START)
+    if errors:
+        print("The failed jobs said:", *errors, sep="\n  ", file=sys.stderr)
+    explain_slurm_kills()
+
+
+def explain_slurm_kills():
+    from shrink.core.guard import slurm_kills, slurm_message
+
+    logdir = slurm_logdir()
     told = set()
-    for kill in slurm_kills(logdir or ".snakemake/slurm_logs", since=WORKFLOW_START):
+    for kill in slurm_kills(logdir, since=WORKFLOW_START):
         if (kill.rule, kill.resource) in told:
             continue
         told.add((kill.rule, kill.resource))

@@ -158,3 +158,23 @@ def test_results_equal_a_local_run(cluster_run, local_run):
     """Same seed, same CPU: the interrupted cluster run ends with the local run's scores and gates."""
     workdir = cluster_run[0]
     assert _scores(workdir) == _scores(local_run)
+
+
+def test_a_failed_jobs_error_reaches_the_console(tmp_path):
+    """Under SLURM a job's stderr goes to its SLURM log, not the console: the workflow's `onerror`
+    prints each failed job's one-line error after Snakemake's own error block (`message: None`)."""
+    from shrink.ner.synthetic import write_corpus
+
+    data = write_corpus(tmp_path / "data", {"train": 40, "validation": 10, "test": 10}, seed=1)
+    lines = (data / "test.txt").read_text().splitlines()
+    bad = next(i for i, line in enumerate(lines) if len(line.split()) == 4 and i > 5)
+    lines[bad] = " ".join(lines[bad].split()[:3])
+    (data / "test.txt").write_text("\n".join(lines) + "\n")
+    r = snakemake(tmp_path / "run", "--workflow-profile", str(PROFILE), "results/data/clean/report.json",
+                  config={"data": {"source": "local", "conll_dir": str(data)}})
+    assert r.returncode != 0
+    assert "slurm" in (r.stdout + r.stderr).lower()  # it did run under the SLURM executor
+    line = f"ERROR in rule clean_data: {data / 'test.txt'}:{bad + 1}: has 3 columns, the rest of the file has 4"
+    summary = r.stderr.rfind("The failed jobs said:")
+    assert summary > r.stderr.find("Error in rule clean_data") >= 0, r.stderr[-3000:]
+    assert line in r.stderr[summary:], r.stderr[-3000:]

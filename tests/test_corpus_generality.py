@@ -77,6 +77,9 @@ def test_bad_line_error_reaches_the_console(run_workflow, tmp_path):
     assert r.returncode != 0
     line = f"ERROR in rule clean_data: {folder / 'esp.testb'}:9: has 2 columns, the rest of the file has 3"
     assert line in r.stderr, r.stderr[-3000:]
+    # ... and again at the end, after Snakemake's own block, from the workflow's onerror
+    summary = r.stderr.rfind("The failed jobs said:")
+    assert summary > r.stderr.find("Error in rule clean_data") >= 0 and line in r.stderr[summary:], r.stderr[-3000:]
 
 
 def test_missing_split_file_names_its_data_files_key(run_workflow, tmp_path):

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from shrink.core import guard
-from shrink.core.guard import Guard, SlurmKill, slurm_kills, slurm_message
+from shrink.core.guard import Guard, SlurmKill, job_errors, slurm_kills, slurm_message
 
 
 def run_job(body, mem_mb=None, runtime=None, grace=30):
@@ -225,3 +225,20 @@ def test_workflow_names_rule_and_key_for_local_and_slurm_breaches(run_workflow, 
                      r"SLURM job 4242, .*\); raise config key resources.train.runtime", out), out[-3000:]
     clean = work / "results" / "data" / "clean"
     assert not clean.exists() or list(clean.iterdir()) == []
+
+
+def test_job_errors_reads_this_runs_logs_once_each_in_time_order(tmp_path):
+    old = tmp_path / "results" / "logs" / "old.log"
+    old.parent.mkdir(parents=True)
+    old.write_text("ERROR in rule tokenize: an earlier run's error\n")
+    os.utime(old, (1000, 1000))
+    first = tmp_path / "results" / "logs" / "clean_data.log"
+    first.write_text("reading\nERROR in rule clean_data: data/test.txt:9: has 3 columns\n")
+    os.utime(first, (3000, 3000))
+    second = tmp_path / "slurm" / "rule_clean_data" / "77.log"  # the same line, in the SLURM job's log
+    second.parent.mkdir(parents=True)
+    second.write_text("srun: ...\nERROR in rule clean_data: data/test.txt:9: has 3 columns\n"
+                      "ERROR in rule evaluate: no model\nnot an ERROR in rule line\n")
+    os.utime(second, (4000, 4000))
+    assert job_errors([tmp_path / "results", tmp_path / "slurm", tmp_path / "missing"], since=2000) == [
+        "ERROR in rule clean_data: data/test.txt:9: has 3 columns", "ERROR in rule evaluate: no model"]

@@ -263,3 +263,36 @@ def slurm_message(kill, group=None, value=None):
     fix = Guard(kill.rule, group)._fix(kill.resource)
     return (f"rule {kill.rule} exceeded its {what} request and SLURM killed it ({request}SLURM job "
             f"{kill.jobid}, log {kill.log}); {fix}")
+
+
+# ---------------------------------------------------------------- what failed jobs said
+JOB_ERROR = re.compile(r"^ERROR in rule \S+: .*$", re.M)  # the line shrink.core.harness.run_job prints
+
+
+def job_errors(folders, since=0.0):
+    """The one-line errors (`ERROR in rule <rule>: ...`) of the jobs whose logs under `folders` were
+    written at or after `since`, in order of the logs' times, each once. Under SLURM a job's stderr
+    goes to the executor plugin's log, not to the console, so the workflow's `onerror` prints these."""
+    logs = []
+    for folder in map(Path, folders):
+        if folder.is_dir():
+            for log in folder.rglob("*.log"):
+                try:
+                    mtime = log.stat().st_mtime
+                except OSError:
+                    continue
+                if mtime >= since:
+                    logs.append((mtime, str(log), log))
+    seen, out = set(), []
+    for _, _, log in sorted(logs):
+        try:
+            with open(log, "rb") as f:
+                f.seek(max(0, log.stat().st_size - TAIL_BYTES))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in JOB_ERROR.findall(text):
+            if line not in seen:
+                seen.add(line)
+                out.append(line)
+    return out
