@@ -4,7 +4,7 @@ baseline) vs per row, on MiniLM-L6 with CoNLL-2003 train sentences as calibratio
 Two measurements, both reporting relative_error = ||W X - W' X||^2 / ||W X||^2 on the calibration inputs:
 1. same inputs: every encoder linear's H is taken from the dense model in one pass, and each option
    prunes that linear from the same H, so the options differ only in their masks;
-2. sequential (as the `prune` step runs): prune_bert with mask_selection block, then row.
+2. sequential (as the `prune` step runs): prune_encoder with mask_selection block, then row.
 Magnitude per row is wanda_prune with unit input norms (|w| x 1, lowest per row), so it needs no option.
 
     python perf/sparsegpt_mask_selection.py                      # 64 sentences, 50%
@@ -24,7 +24,7 @@ from shrink.core.precision import describe
 from shrink.methods.sparsegpt import (
     LayerStats,
     magnitude_prune,
-    prune_bert,
+    prune_encoder,
     relative_error,
     sparsegpt_prune,
     wanda_prune,
@@ -141,11 +141,11 @@ def main():
 
     seq = {}
     for selection in ("block", "row"):
-        report = prune_bert(copy.deepcopy(model), batches, "sparsegpt", args.sparsity, blocksize=args.blocksize,
+        report = prune_encoder(copy.deepcopy(model), batches, "sparsegpt", args.sparsity, blocksize=args.blocksize,
                             mask_selection=selection)
         for name, r in report.items():
             seq.setdefault(layer_of(name), {"block": [], "row": []})[selection].append(r["rel_error"])
-    table("2. sequential prune_bert (sparsegpt)", ("block", "row"), seq)
+    table("2. sequential prune_encoder (sparsegpt)", ("block", "row"), seq)
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

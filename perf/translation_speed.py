@@ -59,7 +59,7 @@ def main():
     enc, dec = {n: [] for n in names}, {n: [] for n in names}
     for _ in range(args.rounds):
         for n, m in models.items():
-            enc[n].append(timed(lambda: encode(m)) * 1000 / len(src))
+            enc[n].append(timed(lambda m=m: encode(m)) * 1000 / len(src))
             t0 = time.perf_counter()
             tokens = decode(m)
             dec[n].append((time.perf_counter() - t0) * 1000 / tokens)

@@ -142,7 +142,8 @@ def test_int8_variant_is_exported_from_its_dequantized_weights(tmp_path, tokeniz
 
 
 def test_float_copy_computes_what_the_int8_weights_hold(tokenized):
-    from shrink.methods.quantize import is_quantized_linear, quantize_int8
+    from shrink.core.model_size import is_quantized_linear
+    from shrink.methods.quantize import quantize_int8
 
     q = quantize_int8(tiny_tagger(tokenized[1]))
     ref = {n: m.weight().dequantize() for n, m in q.named_modules() if is_quantized_linear(m)}

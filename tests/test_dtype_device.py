@@ -24,7 +24,7 @@ from shrink.methods.factorize import choose_ranks, factorize_embeddings, factori
 from shrink.methods.feature_based import FeatureTagger
 from shrink.methods.gate_training import HeadGateObjective
 from shrink.methods.sharing import share_layers
-from shrink.methods.sparsegpt import prune_bert
+from shrink.methods.sparsegpt import prune_encoder
 from shrink.ner.train import TaskLoss
 
 torch.set_num_threads(1)
@@ -152,9 +152,9 @@ METHODS = {
     "factorize_embeddings": lambda m, b: factorize_embeddings(m, 8),
     "low_rank": lambda m, b: factorize_linears(m, choose_ranks(m, ratio=0.5)),
     "share_layers": lambda m, b: share_layers(m, 1),
-    "prune_sparsegpt": lambda m, b: prune_bert(m, [b], "sparsegpt", 0.5, blocksize=16),
-    "prune_magnitude": lambda m, b: prune_bert(m, [b], "magnitude", 0.5),
-    "prune_wanda_2of4": lambda m, b: prune_bert(m, [b], "wanda", 0.5, pattern="2:4"),
+    "prune_sparsegpt": lambda m, b: prune_encoder(m, [b], "sparsegpt", 0.5, blocksize=16),
+    "prune_magnitude": lambda m, b: prune_encoder(m, [b], "magnitude", 0.5),
+    "prune_wanda_2of4": lambda m, b: prune_encoder(m, [b], "wanda", 0.5, pattern="2:4"),
     "student_random": None,  # a fresh student built from a float64 parent
 }
 

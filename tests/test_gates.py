@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from shrink.methods.attention_heads import (
-    attach_bert_head_gates,
+    attach_head_gates,
     count_heads,
     head_scales,
     heads_kept,
-    prune_bert_heads,
+    prune_heads,
     restructure_from_config,
 )
 from shrink.methods.gates import HardConcreteGates
@@ -54,7 +54,7 @@ def fixed_gates(log_alpha):
 
 
 def gated_logits(model, gates, inputs):
-    with attach_bert_head_gates(model, gates):
+    with attach_head_gates(model, gates):
         return logits(model, inputs)
 
 
@@ -98,7 +98,7 @@ def test_pruning_reproduces_gated_model(alpha, attention):
     expected = gated_logits(model, gates, inputs)
     keep, scale = heads_kept(gates), head_scales(gates)
     assert keep == {i: [h for h in range(HEADS) if alpha[i][h] > -math.log(11)] for i in range(LAYERS)}
-    pruned = prune_bert_heads(copy.deepcopy(model), keep, scale)
+    pruned = prune_heads(copy.deepcopy(model), keep, scale)
     assert torch.allclose(logits(pruned, inputs), expected, atol=1e-5)
     removed = LAYERS * HEADS - count_heads(keep)
     # per head: query/key/value rows (3 * d * hidden weights + 3 * d biases) + d output dense columns
@@ -111,7 +111,7 @@ def test_pruning_reproduces_gated_model(alpha, attention):
 
 def test_layer_without_heads_is_bias_residual_layernorm():
     model, inputs = tiny_bert(attention="eager"), batch()  # eager returns attention weights
-    pruned = prune_bert_heads(copy.deepcopy(model), {0: []})
+    pruned = prune_heads(copy.deepcopy(model), {0: []})
     attention = pruned.bert.encoder.layer[0].attention
     hidden = torch.randn(3, 7, HIDDEN)
     out = attention.output
@@ -123,11 +123,11 @@ def test_layer_without_heads_is_bias_residual_layernorm():
 
 def test_pruning_twice_records_original_indices():
     model = tiny_bert()
-    prune_bert_heads(model, {0: [3, 1, 2]})
-    prune_bert_heads(model, {0: [0, 2]})  # positions among the current heads [1, 2, 3]
+    prune_heads(model, {0: [3, 1, 2]})
+    prune_heads(model, {0: [0, 2]})  # positions among the current heads [1, 2, 3]
     assert model.config.pruned_heads_kept == {"0": [1, 3]}
     with pytest.raises(ValueError):
-        prune_bert_heads(model, {1: [0, 0]})
+        prune_heads(model, {1: [0, 0]})
 
 
 def test_sample_statistics_match_distribution():
@@ -171,7 +171,7 @@ def test_one_sample_per_forward_and_task_loss_gradient():
     draws = []
     original = gates.sample
     gates.sample = lambda: draws.append(1) or original()
-    with attach_bert_head_gates(model, gates) as gated:
+    with attach_head_gates(model, gates) as gated:
         model.train()  # dropout is 0, so only the gates are random
         torch.manual_seed(3)
         out = model(**inputs).logits
@@ -199,7 +199,7 @@ def test_restructure_from_saved_config(tmp_path):
 
     model, inputs = tiny_bert(), batch()
     gates = fixed_gates(torch.tensor([[-10.0, -10, -10, -10], [0.5, -10, 10, 1.0]]))
-    pruned = prune_bert_heads(model, heads_kept(gates), head_scales(gates))
+    pruned = prune_heads(model, heads_kept(gates), head_scales(gates))
     expected = logits(pruned, inputs)
     pruned.save_pretrained(tmp_path)
     config = AutoConfig.from_pretrained(tmp_path)

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
+from shrink.core.model_size import is_quantized_linear
 from shrink.methods.quantize import (
     STATE_FILE,
     int8_size_bytes,
-    is_quantized_linear,
     load_quantized,
     quantize_int8,
     save_quantized,

@@ -10,7 +10,7 @@ import torch
 from shrink.methods.sparsegpt import (
     LayerStats,
     magnitude_prune,
-    prune_bert,
+    prune_encoder,
     prune_layers,
     relative_error,
     sparsegpt_prune,
@@ -286,7 +286,7 @@ def linear_inputs(model, cal, layer_idx):
 def test_prune_bert_prunes_encoder_linears_sequentially():
     model, cal = tiny_bert(), batches()
     orig = copy.deepcopy(model)
-    report = prune_bert(model, cal, "sparsegpt", 0.5, blocksize=16)
+    report = prune_encoder(model, cal, "sparsegpt", 0.5, blocksize=16)
 
     enc = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and ".encoder.layer." in n]
     assert sorted(report) == sorted(enc) and len(enc) == 12
@@ -317,7 +317,7 @@ def test_prune_bert_prunes_encoder_linears_sequentially():
 
 
 def test_mask_selection_reaches_every_linear_from_the_recipe_step(monkeypatch):
-    # compress.prune -> prune_bert -> prune_layers -> sparsegpt_prune: "row" gives equal row counts in every
+    # compress.prune -> prune_encoder -> prune_layers -> sparsegpt_prune: "row" gives equal row counts in every
     # encoder linear, the default "block" does not.
     from shrink.core.settings import with_defaults
     from shrink.methods.registry import PRUNE
@@ -340,7 +340,7 @@ def test_mask_selection_reaches_every_linear_from_the_recipe_step(monkeypatch):
 @pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
 def test_prune_bert_2_4_all_methods(method):
     model, cal = tiny_bert(), batches()
-    report = prune_bert(model, cal, method, pattern="2:4", blocksize=16)
+    report = prune_encoder(model, cal, method, pattern="2:4", blocksize=16)
     for name, r in report.items():
         w = model.get_submodule(name).weight
         assert ((w.reshape(w.shape[0], -1, 4) == 0).sum(-1) == 2).all(), name
@@ -356,7 +356,7 @@ def test_prune_bert_padding_invariant():
     for ids, mask in zip(cal[0]["input_ids"], cal[0]["attention_mask"]):
         n = int(mask.sum())
         singles.append({"input_ids": ids[None, :n], "attention_mask": mask[None, :n]})
-    ra, rb = prune_bert(a, cal, "wanda", 0.5), prune_bert(b, singles, "wanda", 0.5)
+    ra, rb = prune_encoder(a, cal, "wanda", 0.5), prune_encoder(b, singles, "wanda", 0.5)
     for (na, pa), (_, pb) in zip(a.named_parameters(), b.named_parameters()):
         torch.testing.assert_close(pa, pb, msg=na)
     for k in ra:

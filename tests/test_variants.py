@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from shrink.methods.attention_heads import prune_bert_heads
+from shrink.methods.attention_heads import prune_heads
 from shrink.methods.factorize import (
     choose_ranks,
     factorize_embeddings,
@@ -36,7 +36,7 @@ def shared(m):
 
 def pruned(m):
     keep = {0: [1, 3], 2: [], 3: [0]}
-    prune_bert_heads(m, keep, scale={0: [0.5, 1.0], 3: [0.7]})
+    prune_heads(m, keep, scale={0: [0.5, 1.0], 3: [0.7]})
     return record_op(m, "prune_heads", keep={str(k): v for k, v in keep.items()})
 
 

@@ -3,6 +3,14 @@
 from pathlib import Path
 
 
+def is_quantized_linear(module):
+    """A torch.ao quantized Linear (the dynamic int8 one methods/quantize.py makes is a subclass): its
+    weights are packed, outside parameters(), and read through `module.weight()`."""
+    import torch
+
+    return isinstance(module, torch.ao.nn.quantized.Linear)
+
+
 def count_parameters(model):
     """Total, embedding (all nn.Embedding tables), non-embedding and nonzero parameter counts."""
     import torch
@@ -15,7 +23,7 @@ def count_parameters(model):
         total += p.numel()
         nonzero += int(torch.count_nonzero(p).item())
     for m in model.modules():  # dynamic int8 linears keep their weights packed, outside parameters()
-        if hasattr(m, "_packed_params") and hasattr(m, "weight") and callable(m.weight):
+        if is_quantized_linear(m):
             w, b = m.weight(), m.bias()
             total += w.numel() + (b.numel() if b is not None else 0)
             nonzero += int((w.int_repr() != 0).sum()) + (int(torch.count_nonzero(b)) if b is not None else 0)
@@ -33,7 +41,7 @@ def linear_weights(module):
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.Linear):
             yield name, m.weight
-        elif isinstance(m, torch.ao.nn.quantized.Linear):
+        elif is_quantized_linear(m):
             yield name, m.weight()
 
 

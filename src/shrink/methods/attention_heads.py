@@ -45,7 +45,6 @@ def attach_head_gates(model, gates: HardConcreteGates) -> GatedHeads:
     return gated
 
 
-attach_bert_head_gates = attach_head_gates  # the name of the BERT-only version
 
 
 def heads_kept(gates: HardConcreteGates) -> dict[int, list[int]]:
@@ -164,7 +163,6 @@ def prune_heads(model, keep: dict, scale: dict | None = None):
     return model
 
 
-prune_bert_heads = prune_heads  # the name of the BERT-only version
 
 
 def restructure_from_config(model):

@@ -67,10 +67,6 @@ def quantize_int8(model, include_classifier=True, inplace=False, names=None):
         return torch.ao.quantization.quantize_dynamic(model.eval(), {n: qconfig for n in names}, inplace=inplace)
 
 
-def is_quantized_linear(module):
-    return isinstance(module, torch.ao.nn.quantized.dynamic.Linear)
-
-
 def int8_size_bytes(model):
     """Bytes of the tensors in the state dict (quantized weights with their per-channel scales and
     zero points, which torch stores as float64/int64), i.e. the payload without file overhead."""

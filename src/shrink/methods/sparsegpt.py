@@ -235,7 +235,7 @@ def prune_layers(layers, first_inputs, method, sparsity=0.5, pattern="unstructur
         stats = {name: LayerStats(mod.in_features, mod.weight.device) for name, mod in linears.items()}
         current = {}  # token mask of the batch being run, read by the hooks
 
-        def hook(name):
+        def hook(name, stats=stats, current=current):  # bound now: a hook must not see a later block's dicts
             return lambda mod, args, out: stats[name].add(args[0], _token_mask_for(args[0], current["mask"]))
 
         handles = [mod.register_forward_hook(hook(name)) for name, mod in linears.items()]
@@ -336,4 +336,3 @@ def prune_encoder(model, calib_batches, method, sparsity=0.5, pattern="unstructu
     return {f"{prefix}.{k}": v for k, v in report.items()}
 
 
-prune_bert = prune_encoder  # the name of the BERT-only version

@@ -19,7 +19,7 @@ import torch
 from ..core.atomic import atomic_dir, write_json
 from ..core.batching import Padder
 from ..core.errors import ShrinkError
-from ..core.model_size import folder_bytes
+from ..core.model_size import folder_bytes, is_quantized_linear
 from ..core.onnx_export import (
     OnnxLogits,
     export,
@@ -44,7 +44,7 @@ def float_copy(model):
     """The model with every torch.ao dynamic int8 Linear replaced by an fp32 nn.Linear holding its
     dequantized weights (the same function the int8 model computes, less activation rounding);
     returns (model, number of layers dequantized). Float models come back as they are."""
-    from ..methods.quantize import _quiet_torch_ao, is_quantized_linear
+    from ..methods.quantize import _quiet_torch_ao
 
     names = [n for n, m in model.named_modules() if is_quantized_linear(m)]
     for name in names:
