@@ -74,8 +74,16 @@ def deploy(tmp_path, tokenized, model, name="m", cfg=CFG):
     return deploy_model(src, tok_dir, tmp_path / name, name, cfg, eval_cfg=FAST, threads=1)
 
 
-def test_export_matches_pytorch_logits_and_f1(tmp_path, tokenized):
-    record = deploy(tmp_path, tokenized, tiny_tagger(tokenized[1]))
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory, tokenized):
+    """The plain tiny tagger exported and measured in every runtime of CFG (shared by the tests below)."""
+    tmp_path = tmp_path_factory.mktemp("deployed")
+    model = tiny_tagger(tokenized[1])
+    return tmp_path, model, deploy(tmp_path, tokenized, model)
+
+
+def test_export_matches_pytorch_logits_and_f1(deployed, tokenized):
+    tmp_path, _, record = deployed
     export = record["export"]
     assert export["max_abs_logit_difference"] < 1e-4 and export["inputs"] == ["input_ids", "attention_mask"]
     r = record["runtimes"]
@@ -174,16 +182,15 @@ def test_unknown_runtime_or_no_reference_names_the_key(tmp_path, tokenized):
         deploy(tmp_path, tokenized, tiny_tagger(tokenized[1]), "y", dict(CFG, runtimes=["onnx_fp32"]))
 
 
-def test_serve_tags_raw_text_like_pytorch(tmp_path, tokenized):
+def test_serve_tags_raw_text_like_pytorch(deployed, tokenized):
     from seqeval.metrics.sequence_labeling import get_entities
 
     from shrink.ner.serve import WORD, Tagger
 
     tok_dir, labels = tokenized
-    model = tiny_tagger(labels)
-    deploy(tmp_path, tokenized, model, "serve", dict(CFG, runtimes=["pytorch_fp32", "onnx_fp32"]))
+    tmp_path, model, _ = deployed
     text = "Peter Blackburn said in Brussels on Tuesday that the European Union 's plan , worth 3.5 million , " * 3
-    got = Tagger(tmp_path / "serve").tag(text)
+    got = Tagger(tmp_path / "m").tag(text)
     # the expected spans from PyTorch directly: the same words, windows of 24 pieces, first-piece tags
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -202,6 +209,6 @@ def test_serve_tags_raw_text_like_pytorch(tmp_path, tokenized):
     assert want and [(e["type"], e["start"], e["end"]) for e in got["entities"]] == want
     assert all(e["text"] == text[e["start"]: e["end"]] for e in got["entities"])
     # the command line prints the same, one JSON line per input line
-    out = subprocess.run([sys.executable, "-m", "shrink.ner.serve", str(tmp_path / "serve"), "-"], input=text + "\n",
+    out = subprocess.run([sys.executable, "-m", "shrink.ner.serve", str(tmp_path / "m"), "-"], input=text + "\n",
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == got
