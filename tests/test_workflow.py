@@ -150,7 +150,7 @@ def test_deployment_exports_validates_and_serves_every_model(finished_run, run):
     runtimes = ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"]
     df = pd.read_csv(res / "tables" / "deployment.csv")
     assert sorted(df["model"].unique()) == sorted(["teacher", *VARIANTS])
-    assert df.groupby("model")["runtime"].apply(sorted).map(tuple).eq(tuple(sorted(runtimes))).all()
+    assert all(sorted(g) == sorted(runtimes) for _, g in df.groupby("model")["runtime"]), df[["model", "runtime"]]
     for model in ["teacher", *VARIANTS]:
         record = json.loads((res / "deploy" / model / "deploy.json").read_text())
         export = record["export"]
@@ -161,14 +161,22 @@ def test_deployment_exports_validates_and_serves_every_model(finished_run, run):
     assert json.loads((res / "deploy" / "sgpt_sparsity0.7" / "deploy.json").read_text())["export"]["sparse_initializers"]
     assert not json.loads((res / "deploy" / "sgpt_sparsity0.5" / "deploy.json").read_text())["export"]["sparse_initializers"]
     md = (res / "tables" / "deployment.md").read_text()
-    assert "chosen on validation" in md or "No row keeps" in md
+    # the best deployable row: the fastest at batch 1 keeping 98% of the teacher's validation F1, recomputed here
+    ok = df[df["val_f1"] >= 0.98 * df.query("model == 'teacher' and runtime == 'pytorch_fp32'")["val_f1"].iloc[0]]
+    best = ok.loc[ok["latency_ms"].idxmin()]
+    assert f"validation F1): {best['model']} in {best['runtime']}, test F1 {best['test_f1']:.4f}" in md, md[-600:]
     assert (res / "figures" / "deployment.png").read_bytes()[:4] == b"\x89PNG"
+    # the serving CLI on an exported int8 file, with raw text: a test sentence of the synthetic corpus
+    from shrink.ner.conll import read_conll
+
+    sentence = read_conll(res / "data" / "clean" / "test.txt").sentences[0]
+    text = " ".join(sentence.tokens)
     out = subprocess.run([sys.executable, "-m", "shrink.ner.serve", str(res / "deploy" / "kd_int8"),
-                          "--model-file", "model.int8-dynamic.onnx", "EU rejects German call to boycott British lamb ."],
-                         capture_output=True, text=True, check=True).stdout
+                          "--model-file", "model.int8-dynamic.onnx", text], capture_output=True, text=True, check=True).stdout
     tagged = json.loads(out)
-    assert tagged["text"].startswith("EU rejects") and isinstance(tagged["entities"], list)
-    assert all(tagged["text"][e["start"]: e["end"]] == e["text"] for e in tagged["entities"])
+    assert tagged["text"] == text and tagged["entities"], tagged  # the distilled student finds entities there
+    assert all(text[e["start"]: e["end"]] == e["text"] and e["type"] in {"PER", "ORG", "LOC", "MISC"}
+               for e in tagged["entities"])
     again = run(workdir, "-n", "deployment")
     assert "Nothing to be done" in again.stdout + again.stderr, planned_jobs(again.stdout)
 
