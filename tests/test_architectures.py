@@ -256,6 +256,24 @@ def test_modernbert_student_refuses_layers_that_cannot_reload():
         build_student(tiny("modernbert"), {"layers_from": [1, 2]}, ["O", "B", "I"], 0)
 
 
+def test_modernbert_default_student_layers_reload(tmp_path):
+    """Without layers_from, TinyBERT's map would keep layer 2 of [global, local, global] for a 1-layer student
+    (and layers 0 and 2 for 2 layers, a global layer where a local one belongs): the ModernBERT default keeps
+    layer 0 first and each later layer of its position's kind."""
+    from shrink.methods.distill import default_layers
+
+    parent = tiny("modernbert")
+    assert parent.config.layer_types == ["full_attention", "sliding_attention", "full_attention"]
+    assert default_layers(tiny("bert").config, 1) == [2] and default_layers(tiny("bert").config, 2) == [0, 2]
+    assert default_layers(parent.config, 1) == [0] and default_layers(parent.config, 2) == [0, 1]
+    assert default_layers(parent.config, 3) == [0, 1, 2]
+    for layers in (1, 2):
+        student = build_student(parent, {"layers": layers}, ["O", "B", "I"], 0)
+        out = logits(student)
+        save_variant(student, None, tmp_path / str(layers))
+        assert close(logits(load_variant(tmp_path / str(layers))), out)
+
+
 def test_int8_runs_and_round_trips(kind, tmp_path):
     model = tiny(kind)
     q = record_op(quantize_int8(model), "quantize_int8")

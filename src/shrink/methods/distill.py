@@ -245,6 +245,29 @@ def uniform_layer_map(student_layers, teacher_layers):
     return [m * teacher_layers // student_layers for m in range(student_layers + 1)]
 
 
+def default_layers(config, layers):
+    """The parent layers a `layers`-layer student keeps when `student.layers_from` is not set: the top
+    layer of each of `layers` equal spans (TinyBERT's map). ModernBERT reloads a student only with layer
+    0 first and each kept layer of its new position's local/global kind (_check_rebuildable), so there
+    position 0 keeps layer 0 and each later position the top layer of its kind in its span (or, if its
+    span has none, the next one above)."""
+    n = config.num_hidden_layers
+    bounds = uniform_layer_map(layers, n)
+    tops = [g - 1 for g in bounds[1:]]
+    types = getattr(config, "layer_types", None)
+    if config.model_type != "modernbert" or not types:
+        return tops
+    keep = [0]
+    for j in range(1, layers):
+        fits = [k for k in range(keep[-1] + 1, n) if types[k] == types[j]]
+        in_span = [k for k in fits if k < bounds[j + 1]]
+        if not fits:
+            raise ConfigError("student.layers", f"a {layers}-layer ModernBERT student cannot keep a {types[j]} layer "
+                              f"at position {j} after layer {keep[-1]} of {types}; set student.layers_from")
+        keep.append(in_span[-1] if in_span else fits[0])
+    return keep
+
+
 def _check_rebuildable(config, keep):
     """ModernBERT builds layer j as local or global from config.layer_types[j] and gives only layer 0 no
     attention LayerNorm, so a saved student only reloads as it trained if kept layer j is of the kind
@@ -262,7 +285,7 @@ def build_student(parent, spec, labels, seed):
     """The student a distillation step trains, from its parent model and the step's `student` spec.
 
     init 'parent': keep the parent's width and weights, keep the layers `layers_from` (default:
-    the top layer of each of `layers` equal spans, TinyBERT's map); embeddings stay as they are.
+    default_layers, TinyBERT's map); embeddings stay as they are.
     init 'random': a fresh BERT of the given shape (hidden, heads, ffn, layers, embedding_rank).
     """
     spec = dict(spec or {})
@@ -275,7 +298,7 @@ def build_student(parent, spec, labels, seed):
                               "the parent's width; use init: random or a factorize step before distill")
         student = copy.deepcopy(parent)
         n = pconf.num_hidden_layers
-        keep = spec.get("layers_from") or [g - 1 for g in uniform_layer_map(spec.get("layers", n), n)[1:]]
+        keep = spec.get("layers_from") or default_layers(pconf, spec.get("layers", n))
         if any(op["op"] in ("low_rank", "share_layers") for op in getattr(pconf, "shrink_ops", [])) and len(keep) != n:
             raise ConfigError("student.layers", "cannot drop layers of a low-rank or weight-shared parent")
         a = adapter_for(student)

@@ -146,6 +146,14 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
     with atomic_dir(out_dir) as tmp:
         inputs = export(model, _inputs(dd["test"], tok, list(range(min(2, len(dd["test"]))))), tmp / ONNX_FILES["onnx_fp32"])
         dense_bytes = (tmp / ONNX_FILES["onnx_fp32"]).stat().st_size
+        # ONNX Runtime's quantizers do not read sparse initializers ("unknown initializers"), so the int8
+        # files are made from the dense export, and only then is model.onnx stored sparse
+        if "onnx_int8_dynamic" in runtimes:
+            quantize_dynamic(tmp / ONNX_FILES["onnx_fp32"], tmp / ONNX_FILES["onnx_int8_dynamic"])
+        if "onnx_int8_static" in runtimes:
+            feeds = calibration_feeds(dd["train"], tok, deploy_cfg["calibration_sentences"])
+            quantize_static(tmp / ONNX_FILES["onnx_fp32"], tmp / ONNX_FILES["onnx_int8_static"], feeds)
+            record["calibration"] = {"split": "train", "sentences": len(feeds), "method": "minmax"}
         moved = store_sparse(tmp / ONNX_FILES["onnx_fp32"])
         onnx_fp32 = OnnxLogits(tmp / ONNX_FILES["onnx_fp32"], threads)
         worst = logit_difference(model, onnx_fp32, dd["test"], tok, deploy_cfg["check_sentences"])
@@ -160,12 +168,6 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
         if worst > tolerance:
             raise ShrinkError(f"{name}: ONNX Runtime logits differ from PyTorch's by up to {worst:.3g} on the first "
                               f"{deploy_cfg['check_sentences']} test sentences, over deploy.logit_tolerance {tolerance}")
-        if "onnx_int8_dynamic" in runtimes:
-            quantize_dynamic(tmp / ONNX_FILES["onnx_fp32"], tmp / ONNX_FILES["onnx_int8_dynamic"])
-        if "onnx_int8_static" in runtimes:
-            feeds = calibration_feeds(dd["train"], tok, deploy_cfg["calibration_sentences"])
-            quantize_static(tmp / ONNX_FILES["onnx_fp32"], tmp / ONNX_FILES["onnx_int8_static"], feeds)
-            record["calibration"] = {"split": "train", "sentences": len(feeds), "method": "minmax"}
         tok.save_pretrained(tmp)
         (tmp / "labels.json").write_text(json.dumps(labels))
         # the window sizes the data was tokenized with, so shrink.ner.serve splits long text the same way
