@@ -34,7 +34,8 @@ STUDENT = (
             "BERT of the shape below", choices=("parent", "random")),
     Setting("layers", int, NO_DEFAULT, "encoder layers of the student (default: the parent's)", minimum=1),
     Setting("layers_from", list, NO_DEFAULT, "with init parent: the parent's layers kept, 0-based (default: the "
-            "top layer of each of `layers` equal spans)"),
+            "top layer of each of `layers` equal spans; on ModernBERT layer 0 first, then the top layer of each "
+            "position's local/global kind)"),
     Setting("hidden", int, NO_DEFAULT, "with init random: hidden size (default: the parent's)", minimum=1),
     Setting("heads", int, NO_DEFAULT, "with init random: attention heads (default: the parent's)", minimum=1),
     Setting("ffn", int, NO_DEFAULT, "with init random: feed-forward size (default: the parent's)", minimum=1),
