@@ -49,8 +49,10 @@ class FeatureTagger(nn.Module):
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                                   **extra).hidden_states
             feats = torch.stack(hidden[-self.layers:]).sum(0)
-        # bf16 features under autocast are widened to the tagger's own dtype (fp32, or fp64 in a double model)
-        x = self.dropout(feats.to(self.classifier.weight.dtype))
+        # bf16 features under autocast are widened to the tagger's own dtype (fp32, or fp64 in a double model);
+        # a torch.ao int8 classifier (deployment's pytorch_int8) keeps its weight packed and takes fp32
+        weight = self.classifier.weight
+        x = self.dropout(feats.to(weight.dtype if isinstance(weight, torch.Tensor) else torch.float32))
         if self.head_kind == "bilstm":
             # packing keeps the backward direction from reading the padding first
             lengths = attention_mask.sum(1).cpu()
