@@ -185,6 +185,9 @@ def quantize_static(src, dst, calibration):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_static
 
+    # only the inputs the graph kept: a model whose every attention head was pruned has no attention_mask input
+    taken = {i.name for i in session(src).get_inputs()}
+    calibration = [{k: v for k, v in feed.items() if k in taken} for feed in calibration]
     with _prepared(src) as prepared:
         ort_static(str(prepared), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,
                    per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
