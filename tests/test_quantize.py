@@ -99,3 +99,16 @@ def test_saved_size_matches_parameter_counts(tiny, tmp_path):
     assert payload <= sizes["int8_bytes"] <= payload + 768 * n_entries
     # Linear weights alone shrink 4x; the whole file less, as the fp32 rest dominates this tiny model.
     assert sizes["ratio"] >= 4 * (w + other) / (payload + 768 * n_entries) > 1.5
+
+
+def test_empty_linears_of_a_layer_without_heads_stay_float(tiny_bert, batch):
+    from shrink.core.model_size import is_quantized_linear
+    from shrink.methods.attention_heads import prune_heads
+
+    model = prune_heads(tiny_bert(), {0: []})  # layer 0 keeps no head: its output projection reads 0 features
+    q = quantize_int8(model)
+    out = q.bert.encoder.layer[0].attention.output.dense
+    assert out.weight.numel() == 0 and not is_quantized_linear(out)
+    assert is_quantized_linear(q.bert.encoder.layer[1].attention.output.dense)
+    b = {k: v for k, v in batch().items() if k != "labels"}
+    assert q(**b).logits.shape == model(**b).logits.shape

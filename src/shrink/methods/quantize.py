@@ -54,8 +54,11 @@ def _quiet_torch_ao():
 
 def linear_names(model, include_classifier=True):
     """Names of the nn.Linear modules to quantize: the encoder's, and the classifier unless told not to."""
+    # an empty Linear (q, k, v of a layer whose every head was pruned) computes nothing, and torch.ao's
+    # per-channel quantization fails on it ("length of scales must equal to channel")
     return [n for n, m in model.named_modules()
-            if isinstance(m, torch.nn.Linear) and (include_classifier or n.split(".")[0] != "classifier")]
+            if isinstance(m, torch.nn.Linear) and m.weight.numel() > 0
+            and (include_classifier or n.split(".")[0] != "classifier")]
 
 
 def quantize_int8(model, include_classifier=True, inplace=False, names=None):
