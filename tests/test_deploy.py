@@ -213,3 +213,29 @@ def test_serve_tags_raw_text_like_pytorch(deployed, tokenized):
     out = subprocess.run([sys.executable, "-m", "shrink.ner.serve", str(tmp_path / "m"), "-"], input=text + "\n",
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == got
+
+
+class _MaskBlind(torch.nn.Module):
+    """A tagger that never reads attention_mask, like a BERT whose every attention head was pruned."""
+
+    def __init__(self):
+        super().__init__()
+        self.emb = torch.nn.Embedding(50, 8)
+        self.out = torch.nn.Linear(8, 3)
+
+    def forward(self, input_ids, attention_mask=None):
+        return type("Out", (), {"logits": self.out(self.emb(input_ids))})()
+
+
+def test_static_int8_calibrates_a_graph_that_dropped_attention_mask(tmp_path):
+    torch.manual_seed(0)
+    ids = torch.randint(1, 50, (2, 7))
+    sample = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    onnx_export.export(_MaskBlind().eval(), sample, tmp_path / "m.onnx")
+    assert onnx_export.graph_inputs(tmp_path / "m.onnx") == {"input_ids"}
+    assert [i.name for i in onnx_export.session(tmp_path / "m.onnx").get_inputs()] == ["input_ids"]
+    # calibration feeds carry the mask; the quantizer must be given only what the graph takes
+    feeds = [{k: v[i:i + 1].numpy() for k, v in sample.items()} for i in range(2)]
+    onnx_export.quantize_static(tmp_path / "m.onnx", tmp_path / "q.onnx", feeds)
+    got = onnx_export.OnnxLogits(tmp_path / "q.onnx")(**sample).logits
+    assert got.shape == (2, 7, 3)

@@ -74,3 +74,9 @@ class Padder:
         rows = dataset[indices]
         feats = [{k: rows[k][i] for k in MODEL_INPUTS if k in rows} for i in range(len(indices))]
         return {k: v.to(device) for k, v in self.collate(feats).items()}
+
+    def model_inputs(self, dataset, indices, device="cpu"):
+        """The padded batch without its labels: what a model (or an exported graph) is fed at inference."""
+        batch = self(dataset, indices, device)
+        batch.pop("labels", None)
+        return batch

@@ -51,8 +51,7 @@ def _quiet_exporter():
 
 def export(model, sample, path):
     """Write `model` to `path` (one file, weights included) traced on `sample`, a dict of int64 tensors.
-
-    Returns the input names the ONNX model takes, in order."""
+    The graph may keep fewer inputs than `sample` has: the exporter drops one the model never reads."""
     names = [n for n in INPUT_NAMES if n in sample]
     model = model.eval()
     wrapped = _Logits(model, names).eval()
@@ -62,7 +61,6 @@ def export(model, sample, path):
                           input_names=names, output_names=[OUTPUT_NAME], dynamic_axes=axes,
                           opset_version=OPSET, do_constant_folding=True)
     model.eval()  # the exporter restores the wrapper's training flag, which reaches the model
-    return names
 
 
 def sparse_bytes(nonzero):
@@ -100,6 +98,15 @@ def store_sparse(path, min_saving=0.0):
         onnx.checker.check_model(model)
         onnx.save(model, str(path))
     return moved
+
+
+def graph_inputs(path):
+    """Names of the inputs an ONNX file takes (initializers listed as inputs by old exporters excluded)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer} | {i.values.name for i in graph.sparse_initializer}
+    return {i.name for i in graph.input} - weights
 
 
 def session(path, threads=1):
@@ -186,7 +193,7 @@ def quantize_static(src, dst, calibration):
     from onnxruntime.quantization import quantize_static as ort_static
 
     # only the inputs the graph kept: a model whose every attention head was pruned has no attention_mask input
-    taken = {i.name for i in session(src).get_inputs()}
+    taken = graph_inputs(src)
     calibration = [{k: v for k, v in feed.items() if k in taken} for feed in calibration]
     with _prepared(src) as prepared:
         ort_static(str(prepared), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,

@@ -62,20 +62,14 @@ def float_copy(model):
     return model.eval(), len(names)
 
 
-def _inputs(dataset, tokenizer, indices):
-    batch = Padder(tokenizer)(dataset, indices)
-    batch.pop("labels", None)
-    return batch
-
-
 @torch.no_grad()
 def logit_difference(model, onnx_model, dataset, tokenizer, sentences, batch_size=16):
     """Largest |PyTorch - ONNX Runtime| logit over the real (unpadded) positions of the first
     `sentences` rows, in padded batches so the attention mask is exercised too."""
-    worst = 0.0
+    worst, pad = 0.0, Padder(tokenizer)
     n = min(sentences, len(dataset))
     for lo in range(0, n, batch_size):
-        batch = _inputs(dataset, tokenizer, list(range(lo, min(lo + batch_size, n))))
+        batch = pad.model_inputs(dataset, list(range(lo, min(lo + batch_size, n))))
         ref, got = model(**batch).logits, onnx_model(**batch).logits
         real = batch["attention_mask"].bool()
         worst = max(worst, float((ref - got).abs()[real].max()))
@@ -85,9 +79,9 @@ def logit_difference(model, onnx_model, dataset, tokenizer, sentences, batch_siz
 def calibration_feeds(dataset, tokenizer, sentences):
     """The first `sentences` training rows as ONNX Runtime input dicts, one sentence each (no padding,
     so the calibrated activation ranges are those of real tokens)."""
-    feeds = []
+    feeds, pad = [], Padder(tokenizer)
     for i in range(min(sentences, len(dataset))):
-        batch = _inputs(dataset, tokenizer, [i])
+        batch = pad.model_inputs(dataset, [i])
         feeds.append({k: v.numpy() for k, v in batch.items()})
     return feeds
 
@@ -145,7 +139,7 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
               "machine": machine("cpu"), "threads": threads}
     with atomic_dir(out_dir) as tmp:
         # the exporter drops an input the graph never reads (attention_mask, once every head is pruned)
-        export(model, _inputs(dd["test"], tok, list(range(min(2, len(dd["test"]))))), tmp / ONNX_FILES["onnx_fp32"])
+        export(model, Padder(tok).model_inputs(dd["test"], list(range(min(2, len(dd["test"]))))), tmp / ONNX_FILES["onnx_fp32"])
         dense_bytes = (tmp / ONNX_FILES["onnx_fp32"]).stat().st_size
         # ONNX Runtime's quantizers do not read sparse initializers ("unknown initializers"), so the int8
         # files are made from the dense export, and only then is model.onnx stored sparse

@@ -67,9 +67,7 @@ def speed(model, dataset, tokenizer, device="cpu", precision="fp32", latency_sen
         raise ValueError("speed() needs at least one sentence")
 
     def inputs(idx):
-        batch = pad(dataset, idx, device)
-        batch.pop("labels", None)
-        return batch
+        return pad.model_inputs(dataset, idx, device)
 
     singles = [inputs([i]) for i in range(min(latency_sentences, n))]
     batches = [inputs(list(range(lo, min(lo + batch_size, n))))
