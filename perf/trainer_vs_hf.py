@@ -10,6 +10,10 @@ size, warmup and weight decay. They differ only in what this project changes on 
   tuned: the plain recipe with the two options a careful user sets (issue 17): bf16=True where the
          resolved --precision is bf16, and train_sampling_strategy="group_by_length" (transformers 5's
          name; it reads the tokenized data's `length` column)
+Levers, each a row of its own (--rows): `ours+compile` is ours with train.compile (torch.compile,
+inductor, dynamic shapes), `tuned+compile` the tuned Trainer with torch_compile=True, the same lever
+on the peer. A compiled row's time includes compiling; with --epochs 2 or more the last epoch alone
+is printed too (ours only: the Trainer reports one time).
 Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
 both models are scored by the same seqeval code on the test split, in fp32.
 
@@ -30,8 +34,11 @@ from shrink.ner.metrics import evaluate_split
 from shrink.ner.models import build_token_classifier
 from shrink.ner.train import TrainConfig, train_token_classifier
 
+ROWS = {"ours": "shrink trainer", "ours+compile": "shrink + compile", "plain": "plain HF Trainer",
+        "tuned": "tuned HF Trainer", "tuned+compile": "tuned + compile"}
 
-def hf_trainer(model, tok, train_set, args, workdir, tuned=False):
+
+def hf_trainer(model, tok, train_set, args, workdir, tuned=False, compile=False):
     from transformers import (
         DataCollatorForTokenClassification,
         Trainer,
@@ -44,6 +51,7 @@ def hf_trainer(model, tok, train_set, args, workdir, tuned=False):
         learning_rate=args.lr, warmup_steps=int(0.1 * steps), weight_decay=0.01, seed=args.seed,
         save_strategy="no", eval_strategy="no", report_to="none", use_cpu=True, disable_tqdm=True,
         **({"bf16": args.precision == "bf16", "train_sampling_strategy": "group_by_length"} if tuned else {}),
+        **({"torch_compile": True} if compile else {}),
     )
     keep = ("input_ids", "attention_mask", "labels", *(("length",) if tuned else ()))
     cols = [c for c in train_set.column_names if c not in keep]
@@ -65,7 +73,12 @@ def main():
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--rows", default="ours,ours+compile,plain,tuned,tuned+compile",
+                   help=f"comma-separated, of {', '.join(ROWS)}")
     args = p.parse_args()
+    rows = args.rows.split(",")
+    if unknown := [r for r in rows if r not in ROWS]:
+        p.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
     torch.set_num_threads(args.threads)
     args.precision = resolve(args.precision, "cpu", "--precision")
     print(describe(args.precision))
@@ -75,38 +88,44 @@ def main():
     if args.train_sentences:
         train_set = train_set.select(range(min(args.train_sentences, len(train_set))))
     word_pieces = sum(train_set["length"]) * args.epochs
-    results = {}
+    results, last_epoch = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, precision=args.precision,
-                          seed=args.seed, group_by_length=True, batch_tokens=args.batch_tokens or None)
-        seed_everything(args.seed)
-        model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
-        rows = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / "ours",
-                                      tmp / "s.csv", tmp / "e.csv", tmp / "ckpt", progress=False)
-        from transformers import AutoModelForTokenClassification
-
-        best = AutoModelForTokenClassification.from_pretrained(tmp / "ours")
-        results["shrink trainer"] = (sum(r["train_seconds"] for r in rows),
-                                     evaluate_split(best, dd["test"], tok, labels)["f1"])
-
-        for name, tuned in (("plain HF Trainer", False), ("tuned HF Trainer", True)):
+        for row in rows:
             seed_everything(args.seed)
             model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
-            t0 = time.perf_counter()
-            seconds = hf_trainer(model, tok, train_set, args, tmp / name.split()[0], tuned=tuned)
-            results[name] = (seconds or time.perf_counter() - t0, evaluate_split(model, dd["test"], tok, labels)["f1"])
+            if row.startswith("ours"):
+                cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                  precision=args.precision, seed=args.seed, group_by_length=True,
+                                  batch_tokens=args.batch_tokens or None, compile=row == "ours+compile")
+                epochs = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / row,
+                                                tmp / f"{row}.s.csv", tmp / f"{row}.e.csv", tmp / f"{row}.ckpt",
+                                                progress=False)
+                from transformers import AutoModelForTokenClassification
+
+                best = AutoModelForTokenClassification.from_pretrained(tmp / row)
+                seconds = sum(r["train_seconds"] for r in epochs)
+                if args.epochs > 1:
+                    last_epoch[row] = epochs[-1]["train_tokens_per_s"]
+            else:
+                t0 = time.perf_counter()
+                seconds = hf_trainer(model, tok, train_set, args, tmp / row, tuned=row.startswith("tuned"),
+                                     compile=row.endswith("+compile")) or time.perf_counter() - t0
+                best = model
+            results[row] = (seconds, evaluate_split(best, dd["test"], tok, labels)["f1"])
+            print(f"{ROWS[row]}: {seconds:.1f} s, test F1 {results[row][1]:.4f}", flush=True)
 
     print(f"\n{len(train_set)} train sentences x {args.epochs} epoch(s), {word_pieces:,} word pieces, "
           f"{args.threads} threads; ours: {args.precision}, "
           + (f"{args.batch_tokens} word pieces a batch" if args.batch_tokens else f"{args.batch_size} sentences a batch"))
     print(f"{'recipe':<18} {'train s':>9} {'word pieces/s':>14} {'test F1':>8}")
-    for name, (sec, f1) in results.items():
-        print(f"{name:<18} {sec:9.1f} {word_pieces / sec:14.0f} {f1:8.4f}")
-    s_ours, f_ours = results["shrink trainer"]
-    for name in ("plain HF Trainer", "tuned HF Trainer"):
-        s_hf, f_hf = results[name]
-        print(f"throughput ratio (ours / {name.split()[0]}): {s_hf / s_ours:.2f}x; test F1 difference: {f_ours - f_hf:+.4f}")
+    for row, (sec, f1) in results.items():
+        extra = f"   (last epoch alone: {last_epoch[row]:.0f} word pieces/s)" if row in last_epoch else ""
+        print(f"{ROWS[row]:<18} {sec:9.1f} {word_pieces / sec:14.0f} {f1:8.4f}{extra}")
+    for ours in [r for r in results if r.startswith("ours")]:
+        for peer in [r for r in results if not r.startswith("ours")]:
+            (s_ours, f_ours), (s_hf, f_hf) = results[ours], results[peer]
+            print(f"throughput ratio ({ours} / {peer}): {s_hf / s_ours:.2f}x; test F1 difference: {f_ours - f_hf:+.4f}")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@
 import functools
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import TEST_CONFIG, copy_workflow, snakemake
+from conftest import REPO, TEST_CONFIG, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -179,6 +181,20 @@ def test_deployment_exports_validates_and_serves_every_model(finished_run, run):
                for e in tagged["entities"])
     again = run(workdir, "-n", "deployment")
     assert "Nothing to be done" in again.stdout + again.stderr, planned_jobs(again.stdout)
+
+
+def test_training_benchmark_runs_on_the_jobs_tokenized_data(finished_run):
+    # the perf/ command docs/ner.md shows, with the rows it compares (tiny model, few sentences: a smoke run)
+    workdir, _ = finished_run
+    r = subprocess.run([sys.executable, str(REPO / "perf" / "trainer_vs_hf.py"), "--tokenized",
+                        str(workdir / "results" / "data" / "tokenized"), "--preset", "tiny", "--rows", "ours,tuned",
+                        "--train-sentences", "48", "--batch-tokens", "0", "--batch-size", "16", "--threads", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = re.findall(r"^(shrink trainer|tuned HF Trainer) +([\d.]+) +(\d+) +([\d.]+)$", r.stdout, re.M)
+    assert [row[0] for row in table] == ["shrink trainer", "tuned HF Trainer"], r.stdout
+    assert all(float(sec) > 0 for _, sec, _, _ in table)
+    assert re.search(r"throughput ratio \(ours / tuned\): [\d.]+x", r.stdout), r.stdout
 
 
 def test_deleted_figure_reruns_only_its_plot(finished_run, run):

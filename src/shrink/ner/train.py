@@ -247,6 +247,10 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
     # each process its own dropout masks; with one process rank 0 keeps the seed as it was
     seed_everything(cfg.seed + distributed.rank())
     objective.to(device)
+    if cfg.compile:
+        # in place (nn.Module.compile), so state_dict keys and save_pretrained are unchanged; dynamic shapes,
+        # since every length-grouped batch has its own length and size
+        model.compile(dynamic=True)
     pad = Padder(tokenizer)
     lengths = list(train_set["length"])
     # Batch order depends only on seed and epoch, so every epoch's batches are known up front

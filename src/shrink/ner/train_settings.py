@@ -23,6 +23,8 @@ TRAIN_SETTINGS = (
             choices=("auto", "fp32", "bf16", "fp16")),
     Setting("device", str, "cpu", "cuda also makes the rule request a GPU", choices=("cpu", "cuda", "auto")),
     Setting("group_by_length", bool, True, "length-grouped batches (else random)"),
+    Setting("compile", bool, False, "torch.compile the model (inductor, dynamic shapes) for training and "
+            "validation; perf/trainer_vs_hf.py measures what it gives"),
     Setting("log_every", int, 10, "optimizer steps between rows of the step log", minimum=1),
     Setting("seed", int, 42, "set from the top-level `seed`"),
     Setting("processes", int, 1, "data-parallel training processes (PyTorch DDP)", minimum=1),
