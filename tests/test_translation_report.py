@@ -155,3 +155,16 @@ def test_evaluation_scores_validation_with_greedy_decoding_only(toy, monkeypatch
     expected = score(decode(tok, translate(model, data["validation"].src, batch_size=8)), data["validation"].tgt_text)
     assert m["validation"]["greedy"] == expected
     assert "validation" not in evaluate_translation(model, tok, data["test"], folder, beams=(), latency_sentences=0)
+
+
+def test_a_teacher_validation_bleu_under_the_tolerance_chooses_nothing(tmp_path):
+    # the CPU configuration's TICO-19 split: teacher 0.88 greedy BLEU, so a model with no encoder heads
+    # (0.35) was "within 1.0" and was chosen, while it lost 9 BLEU on the in-domain test set
+    df = report.summary_frame(*write(tmp_path))
+    assert report.within(df)["model"] == "heads_l0.1"
+    low = df.assign(val_bleu_greedy=df["val_bleu_greedy"] / 10)  # teacher 1.0, the others below
+    assert report.vacuous(low) and report.within(low) is None
+    assert "No pruned model is chosen" in report.choice_sentence(low)
+    assert "cannot tell these models apart" in report.choice_sentence(low)
+    # just above the tolerance the criterion means something again
+    assert not report.vacuous(low, tolerance=0.9) and report.within(low, tolerance=0.9) is not None

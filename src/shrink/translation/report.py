@@ -69,12 +69,21 @@ def greedy_bleu_columns(df):
 def within(df, tolerance=TOLERANCE):
     """The pruned model chosen on validation: among those whose greedy validation BLEU is within
     `tolerance` of the teacher's, the one with the most heads removed (ties: the higher validation BLEU).
-    None if none qualifies, or if the metrics hold no validation scores: the test sets never choose."""
+    None if none qualifies, if the metrics hold no validation scores (the test sets never choose), or if
+    the criterion is vacuous (`vacuous`)."""
     teacher = df.loc[df["model"] == TEACHER]
-    if CHOOSE_ON not in df or teacher.empty or pd.isna(teacher[CHOOSE_ON].iloc[0]):
+    if CHOOSE_ON not in df or teacher.empty or pd.isna(teacher[CHOOSE_ON].iloc[0]) or vacuous(df, tolerance):
         return None
     ok = df[df["lambda"].notna() & (df[CHOOSE_ON] >= teacher[CHOOSE_ON].iloc[0] - tolerance)]
     return None if ok.empty else ok.sort_values(["heads_removed_pct", CHOOSE_ON], kind="stable").iloc[-1]
+
+
+def vacuous(df, tolerance=TOLERANCE):
+    """True when the teacher's greedy validation BLEU is at most `tolerance`: BLEU is never below 0, so every
+    model, even one that writes nothing, would be "within tolerance" and the choice would say nothing.
+    (The CPU configuration's TICO-19 validation split: teacher 0.88, and all 32 heads removed qualified.)"""
+    t = df.loc[df["model"] == TEACHER, CHOOSE_ON] if CHOOSE_ON in df else pd.Series(dtype=float)
+    return not t.empty and not pd.isna(t.iloc[0]) and t.iloc[0] <= tolerance
 
 
 def choice_sentence(df, tolerance=TOLERANCE):
@@ -83,6 +92,11 @@ def choice_sentence(df, tolerance=TOLERANCE):
         return ("No pruned model is chosen: the metrics hold no validation scores (rerun `tr_evaluate`); "
                 "the test sets are never used to choose.")
     t = df.loc[df["model"] == TEACHER, CHOOSE_ON].iloc[0]
+    if vacuous(df, tolerance):
+        return (f"No pruned model is chosen: the teacher's greedy validation BLEU ({t:g}) is not above the "
+                f"tolerance ({tolerance:.1f}), so every model, even one that writes nothing, would be within it. "
+                "The validation split cannot tell these models apart; give `translation.data.splits.validation` "
+                "text of the training domain. The test sets are never used to choose.")
     best = within(df, tolerance)
     if best is None:
         return (f"Chosen on validation: no pruned model keeps greedy validation BLEU within {tolerance:.1f} of the "
@@ -202,6 +216,8 @@ def plot_heads_bleu(metric_paths, prune_reports, out):
     title = "Encoder-head pruning: BLEU against heads removed"
     if chosen is not None:
         title += f"\nringed: {chosen['model']}, chosen on validation BLEU (within {TOLERANCE:.1f} of the teacher)"
+    elif vacuous(df):
+        title += f"\nnone chosen: the teacher's validation BLEU is not above {TOLERANCE:.1f}"
     ax.set(xlabel="encoder heads removed (%)", ylabel="BLEU (greedy)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
