@@ -198,10 +198,13 @@ def plot_heads_bleu(metric_paths, prune_reports, out):
     chosen = within(df)
     lines = ([(CHOOSE_ON, "validation", "C7", "--")] if CHOOSE_ON in df else []) + [
         (column, name, f"C{i}", "-") for i, (column, name) in enumerate(greedy_bleu_columns(df))]
+    # every line has its points at the same x (heads removed): name lambda once, on the highest line,
+    # where the labels do not overlap the near-zero out-of-domain lines
+    labelled = max(lines, key=lambda line: pruned[line[0]].max())[0]
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for column, name, color, ls in lines:
         ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, ls=ls, label=f"pruned, {name}")
-        for _, r in pruned.iterrows():
+        for _, r in pruned.iterrows() if column == labelled else ():
             ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r[column]), fontsize=7,
                         xytext=(4, 4), textcoords="offset points")
         ax.scatter([0], [t[column]], marker="*", s=200, color=color, edgecolor="black", zorder=5,
