@@ -204,9 +204,10 @@ def plot_heads_bleu(metric_paths, prune_reports, out):
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for column, name, color, ls in lines:
         ax.plot(pruned["heads_removed_pct"], pruned[column], marker="o", color=color, ls=ls, label=f"pruned, {name}")
-        for _, r in pruned.iterrows() if column == labelled else ():
-            ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r[column]), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
+        if column == labelled:
+            for _, r in pruned.iterrows():
+                ax.annotate(f"lambda={r['lambda']:g}", (r["heads_removed_pct"], r[column]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
         ax.scatter([0], [t[column]], marker="*", s=200, color=color, edgecolor="black", zorder=5,
                    label=f"teacher, {name}")
         if column == CHOOSE_ON:  # the threshold the choice is made against
