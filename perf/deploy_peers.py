@@ -14,6 +14,10 @@ Rows, all from export folders the `deployment` target wrote (docs/deploy.md):
                           calibration on the same training sentences as onnx_int8_static)
 --also adds the ONNX Runtime rows of other export folders (a compressed variant) to the same run.
 
+The last lines compare, among the rows that keep --keep (98%) of the teacher's PyTorch fp32 validation
+F1, this project's fastest row at batch 1 with the peers' fastest: the same choice on validation as
+the deployment table's (shrink.ner.deployment_table.best_deployable), test F1 shown, never chosen on.
+
 Not here: Hugging Face optimum's ONNX Runtime path. optimum-onnx (0.1.0, the newest on PyPI) requires
 transformers<4.58 and this project runs transformers 5; its ORTQuantizer calls the same
 onnxruntime.quantization.quantize_dynamic that made onnx_int8_dynamic. Intel Neural Compressor and
@@ -25,11 +29,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from shrink.core.onnx_export import OnnxLogits
 from shrink.core.precision import describe
 from shrink.ner.deploy import ONNX_FILES, calibration_feeds
+from shrink.ner.deployment_table import best_deployable
 from shrink.ner.evaluate import load_tokenized, speed
 from shrink.ner.metrics import evaluate_split
 
@@ -86,6 +92,7 @@ def main():
     p.add_argument("--calibration-sentences", type=int, default=128)
     p.add_argument("--latency-sentences", type=int, default=100)
     p.add_argument("--throughput-batches", type=int, default=20)
+    p.add_argument("--keep", type=float, default=0.98, help="share of the teacher's validation F1 a row must keep")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -104,6 +111,7 @@ def main():
             if (folder / file).is_file():
                 rows.append(measure(prefix + runtime, OnnxLogits(folder / file, args.threads), dd, tok, labels, args))
     onnx_fp32 = args.export / ONNX_FILES["onnx_fp32"]
+    ours = len(rows)
     rows.append(measure("openvino_fp32", OpenVinoLogits(str(onnx_fp32), args.threads), dd, tok, labels, args))
     feeds = calibration_feeds(dd["train"], tok, args.calibration_sentences)
     rows.append(measure("openvino_int8_nncf", OpenVinoLogits(nncf_int8(onnx_fp32, feeds), args.threads),
@@ -116,8 +124,29 @@ def main():
         r["throughput_ratio"] = r["sentences_per_s"] / ref["sentences_per_s"]
         print(f"{r['row']:42s} {r['validation_f1']:7.4f} {r['test_f1']:7.4f} {r['latency_ms']:7.2f} "
               f"{r['speedup']:6.2f} {r['sentences_per_s']:8.1f} {r['throughput_ratio']:6.2f}")
+    verdict = compare(rows, ours, args.keep)
+    print(verdict)
     if args.json:
-        args.json.write_text(json.dumps({"machine": describe("fp32"), "threads": args.threads, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"machine": describe("fp32"), "threads": args.threads, "rows": rows,
+                                         "verdict": verdict}, indent=1))
+
+
+def compare(rows, ours, keep):
+    """rows[0] is the reference, rows[1:ours] this project's, rows[ours:] the peers'; each side's fastest
+    row at batch 1 among those keeping `keep` of the reference's validation F1, and their ratio."""
+    df = pd.DataFrame(rows)
+    df["val_f1_rel_teacher"] = df["validation_f1"] / df["validation_f1"].iloc[0]
+    df = df.rename(columns={"row": "runtime"})
+    mine, peer = best_deployable(df.iloc[1:ours], keep), best_deployable(df.iloc[ours:], keep)
+
+    def say(r):
+        return (f"{r['runtime']} ({r['latency_ms']:.2f} ms, {r['speedup']:.2f}x the reference, validation F1 "
+                f"{r['validation_f1']:.4f}, test F1 {r['test_f1']:.4f})")
+
+    head = f"fastest at batch 1 keeping {keep:.0%} of the reference's validation F1: "
+    if mine is None or peer is None:
+        return head + f"ours {say(mine) if mine is not None else 'none'}; peers {say(peer) if peer is not None else 'none'}"
+    return head + f"ours {say(mine)}; peers {say(peer)}; ours / peers {peer['latency_ms'] / mine['latency_ms']:.2f}x"
 
 
 if __name__ == "__main__":

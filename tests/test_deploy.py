@@ -239,3 +239,28 @@ def test_static_int8_calibrates_a_graph_that_dropped_attention_mask(tmp_path):
     onnx_export.quantize_static(tmp_path / "m.onnx", tmp_path / "q.onnx", feeds)
     got = onnx_export.OnnxLogits(tmp_path / "q.onnx")(**sample).logits
     assert got.shape == (2, 7, 3)
+
+
+def test_peer_comparison_chooses_on_validation_among_rows_that_keep_the_teachers_f1():
+    """perf/deploy_peers.py's verdict: each side's fastest row keeping 98% of the reference's validation
+    F1; a faster row below that share, or one better only on test, must not be chosen."""
+    import importlib.util
+
+    from conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("deploy_peers", REPO / "perf" / "deploy_peers.py")
+    peers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peers)
+
+    def row(name, val, test, ms):
+        return {"row": name, "validation_f1": val, "test_f1": test, "latency_ms": ms, "speedup": 10.0 / ms}
+
+    rows = [row("pytorch_fp32", 0.90, 0.86, 10.0),
+            row("onnx_fp32", 0.90, 0.86, 4.0), row("v onnx_int8_dynamic", 0.80, 0.99, 0.5),
+            row("onnx_int8_dynamic", 0.895, 0.85, 2.0),
+            row("openvino_fp32", 0.90, 0.86, 3.0), row("openvino_int8_nncf", 0.89, 0.85, 2.5)]
+    verdict = peers.compare(rows, 4, 0.98)
+    assert "ours onnx_int8_dynamic (2.00 ms" in verdict
+    assert "peers openvino_int8_nncf (2.50 ms" in verdict
+    assert verdict.endswith("ours / peers 1.25x")
+    assert "peers none" in peers.compare(rows[:4] + [row("openvino_int8_nncf", 0.5, 0.5, 1.0)], 4, 0.98)
