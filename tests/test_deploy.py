@@ -264,3 +264,26 @@ def test_peer_comparison_chooses_on_validation_among_rows_that_keep_the_teachers
     assert "peers openvino_int8_nncf (2.50 ms" in verdict
     assert verdict.endswith("ours / peers 1.25x")
     assert "peers none" in peers.compare(rows[:4] + [row("openvino_int8_nncf", 0.5, 0.5, 1.0)], 4, 0.98)
+
+
+def test_deployment_table_chooses_on_validation_and_shows_every_model_by_runtime(tmp_path):
+    from shrink.ner.deployment_table import write_deployment
+
+    def record(model, runtimes):
+        runs = {rt: {"validation": {"f1": v}, "test": {"f1": t}, "speed": {"latency_ms_batch1_median": ms,
+                "latency_ms_batch1_p90": ms * 1.5, "throughput_sentences_per_s": 100 / ms}}
+                for rt, (v, t, ms) in runtimes.items()}
+        path = tmp_path / f"{model}.json"
+        path.write_text(json.dumps({"model": model, "runtimes": runs}))
+        return path
+
+    paths = [record("teacher", {"pytorch_fp32": (0.90, 0.86, 6.0), "onnx_int8_dynamic": (0.899, 0.80, 1.2)}),
+             record("small", {"pytorch_fp32": (0.85, 0.95, 0.4), "pytorch_bf16": (0.90, 0.85, 2.0)})]
+    df, best = write_deployment(paths, tmp_path / "t.csv", tmp_path / "t.md")
+    # the 0.4 ms row scores best on test but keeps only 94% on validation: not chosen
+    assert (best["model"], best["runtime"]) == ("teacher", "onnx_int8_dynamic")
+    md = (tmp_path / "t.md").read_text()
+    assert "teacher in onnx_int8_dynamic, test F1 0.8000 (93.0% of the teacher's), 5.00x" in md
+    wide = md.split("Batch-1 median latency in ms by runtime:")[1]
+    small = next(line for line in wide.splitlines() if line.startswith("| small"))
+    assert [c.strip() for c in small.strip("|").split("|")] == ["small", "0.40", "", "2.00"]

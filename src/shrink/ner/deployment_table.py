@@ -58,8 +58,18 @@ def write_deployment(record_paths, out_csv, out_md, teacher="teacher", keep=0.98
                    f"{REFERENCE} batch-1 speed.")
     cols = ["model", "runtime", "test_f1", "test_f1_rel_teacher", "val_f1", "val_f1_rel_teacher", "latency_ms",
             "latency_p90_ms", "speedup", "sentences_per_s", "throughput_rel_teacher", "file_mb"]
-    write_text(out_md, df[cols].to_markdown(index=False, floatfmt=".4g") + "\n\n" + verdict + "\n")
+    wide = [f"Test F1 by runtime (model rows in record order):\n\n{by_runtime(df, 'test_f1', '.4f')}",
+            f"Batch-1 median latency in ms by runtime:\n\n{by_runtime(df, 'latency_ms', '.2f')}"]
+    write_text(out_md, "\n\n".join([df[cols].to_markdown(index=False, floatfmt=".4g"), verdict, *wide]) + "\n")
     return df, best
+
+
+def by_runtime(df, value, floatfmt):
+    """One row per model, one column per runtime (in the records' order): the whole table at a glance."""
+    wide = df.pivot(index="model", columns="runtime", values=value)
+    wide = wide.loc[df["model"].unique(), df["runtime"].unique()]
+    # a runtime a model was not measured in (bf16 where the CPU emulates it) is left blank, not "nan"
+    return wide.astype(object).where(wide.notna(), None).to_markdown(floatfmt=floatfmt, missingval="")
 
 
 def plot_deployment(record_paths, out, teacher="teacher"):
