@@ -18,14 +18,19 @@ The last lines compare, among the rows that keep --keep (98%) of the teacher's P
 F1, this project's fastest row at batch 1 with the peers' fastest: the same choice on validation as
 the deployment table's (shrink.ner.deployment_table.best_deployable), test F1 shown, never chosen on.
 
-Not here: Hugging Face optimum's ONNX Runtime path. optimum-onnx (0.1.0, the newest on PyPI) requires
-transformers<4.58 and this project runs transformers 5; its ORTQuantizer calls the same
-onnxruntime.quantization.quantize_dynamic that made onnx_int8_dynamic. Intel Neural Compressor and
-torchao are not measured either (torchao's CPU path: shrink/methods/quantize.py).
+  ort_fused_fp32          Hugging Face optimum's ONNX Runtime path, rebuilt from the onnxruntime calls it
+                          makes (optimum-onnx 0.1.0, the newest on PyPI, requires transformers<4.58 and
+                          this project runs transformers 5): the teacher exported with eager attention,
+                          then ORT's BERT graph fusions (what ORTOptimizer's O2 level runs:
+                          EmbedLayerNormalization, Attention, SkipLayerNormalization, BiasGelu)
+  ort_fused_int8_dynamic  that fused model through quantize_dynamic with optimum's documented
+                          avx512_vnni dynamic setting (int8 weights per tensor, per_channel=False)
+Intel Neural Compressor and torchao are not measured (torchao's CPU path: shrink/methods/quantize.py).
 """
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +73,32 @@ def nncf_int8(onnx_path, feeds):
 
     model = ov.Core().read_model(str(onnx_path))
     return nncf.quantize(model, nncf.Dataset(feeds), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(feeds))
+
+
+def ort_fused(pytorch_dir, sample, workdir):
+    """optimum's ORTOptimizer (O2) and ORTQuantizer (avx512_vnni, dynamic) on the teacher, as the two
+    onnxruntime calls they wrap: returns the fused fp32 and the fused int8 file and the fusions made."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoModelForTokenClassification
+
+    from shrink.core.onnx_export import export
+
+    model = AutoModelForTokenClassification.from_pretrained(pytorch_dir).eval()
+    # ORT's attention fusion matches the eager softmax(QK^T)V pattern, not the SDPA export of model.onnx
+    # (tiny BERT: 2 of 2 Attention nodes fused from an eager export, 0 from the SDPA one)
+    model.set_attn_implementation("eager")
+    eager, fused, int8 = (workdir / f for f in ("eager.onnx", "fused.onnx", "fused.int8.onnx"))
+    export(model, {k: torch.from_numpy(v) for k, v in sample.items()}, eager)
+    c = model.config
+    opt = optimize_model(str(eager), model_type="bert", num_heads=c.num_attention_heads, hidden_size=c.hidden_size)
+    opt.save_model_to_file(str(fused))
+    # onnx shape inference does not know ORT's fused ops (com.microsoft), so the quantizer is told
+    # their outputs are float
+    quantize_dynamic(fused, int8, weight_type=QuantType.QInt8, per_channel=False,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return fused, int8, {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
 
 
 def measure(name, runner, dd, tok, labels, args):
@@ -116,6 +147,11 @@ def main():
     feeds = calibration_feeds(dd["train"], tok, args.calibration_sentences)
     rows.append(measure("openvino_int8_nncf", OpenVinoLogits(nncf_int8(onnx_fp32, feeds), args.threads),
                         dd, tok, labels, args))
+    with tempfile.TemporaryDirectory() as tmp:
+        fused, int8, fusions = ort_fused(args.export / "pytorch", feeds[0], Path(tmp))
+        print("ORT fusions:", fusions, flush=True)
+        rows.append(measure("ort_fused_fp32", OnnxLogits(fused, args.threads), dd, tok, labels, args))
+        rows.append(measure("ort_fused_int8_dynamic", OnnxLogits(int8, args.threads), dd, tok, labels, args))
 
     ref = rows[0]
     print(f"\n{'row':42s} {'val F1':>7s} {'test F1':>7s} {'ms b1':>7s} {'x b1':>6s} {'sent/s':>8s} {'x b32':>6s}")
