@@ -161,13 +161,31 @@ def _prepared(src):
         yield prepared
 
 
+def empty_matmuls(path):
+    """Names of the MatMul nodes with an input of static size 0 in some dimension: the projections of a
+    layer whose every attention head was pruned. They are left in fp32: quantizing them scales an empty
+    tensor, and the int8 model's logits were off by 10.6 (dynamic) and 9.8 (static) against a largest
+    fp32 logit of 7.4 (tiny BERT, one layer without heads); on full CoNLL-2003 a MiniLM with two such
+    layers fell from validation F1 0.877 to 0.847 (dynamic) and 0.195 (static)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    shapes = {t.name: list(t.dims) for t in model.graph.initializer}
+    for v in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and any(0 in shapes.get(i, []) for i in n.input)]
+
+
 def quantize_dynamic(src, dst):
     """ONNX Runtime dynamic int8: int8 weights per output channel, activations quantized per batch."""
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
     with _prepared(src) as prepared:
-        ort_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+        ort_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                    nodes_to_exclude=empty_matmuls(prepared))
 
 
 class _Batches:
@@ -198,4 +216,5 @@ def quantize_static(src, dst, calibration):
     with _prepared(src) as prepared:
         ort_static(str(prepared), str(dst), _Batches(calibration), quant_format=QuantFormat.QDQ,
                    per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                   calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"])
+                   calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["MatMul"],
+                   nodes_to_exclude=empty_matmuls(prepared))
