@@ -176,13 +176,15 @@ def compare(rows, ours, keep):
     mine, peer = best_deployable(df.iloc[1:ours], keep), best_deployable(df.iloc[ours:], keep)
 
     def say(r):
+        if r is None:
+            return "none"
         return (f"{r['runtime']} ({r['latency_ms']:.2f} ms, {r['speedup']:.2f}x the reference, validation F1 "
                 f"{r['validation_f1']:.4f}, test F1 {r['test_f1']:.4f})")
 
-    head = f"fastest at batch 1 keeping {keep:.0%} of the reference's validation F1: "
-    if mine is None or peer is None:
-        return head + f"ours {say(mine) if mine is not None else 'none'}; peers {say(peer) if peer is not None else 'none'}"
-    return head + f"ours {say(mine)}; peers {say(peer)}; ours / peers {peer['latency_ms'] / mine['latency_ms']:.2f}x"
+    line = f"fastest at batch 1 keeping {keep:.0%} of the reference's validation F1: ours {say(mine)}; peers {say(peer)}"
+    if mine is not None and peer is not None:
+        line += f"; ours / peers {peer['latency_ms'] / mine['latency_ms']:.2f}x"
+    return line
 
 
 if __name__ == "__main__":
