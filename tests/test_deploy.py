@@ -17,7 +17,8 @@ from shrink.ner.variants import save_variant
 
 torch.set_num_threads(1)
 
-CFG = {"runtimes": ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"],
+CFG = {"runtimes": ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static",
+                    "onnx_fused_fp32", "onnx_fused_int8_dynamic"],
        "logit_tolerance": 1e-3, "check_sentences": 16, "calibration_sentences": 8, "keep": 0.98}
 FAST = {"batch_size": 16, "latency_sentences": 3, "throughput_batches": 1}
 
@@ -103,6 +104,61 @@ def test_export_matches_pytorch_logits_and_f1(deployed, tokenized):
     assert r["onnx_int8_dynamic"]["file_bytes"] < r["onnx_fp32"]["file_bytes"]
     assert r["onnx_int8_static"]["file_bytes"] == (folder / ONNX_FILES["onnx_int8_static"]).stat().st_size
     assert record["calibration"]["sentences"] == CFG["calibration_sentences"]
+
+
+def test_fused_export_fuses_every_layer_and_keeps_pytorchs_f1(deployed):
+    tmp_path, model, record = deployed
+    fused = record["fused"]
+    # both layers' attention fused: the export ran with eager attention (0 Attention nodes from SDPA)
+    assert fused["num_heads"] == 4 and fused["fusions"]["Attention"] == 2, fused
+    assert fused["fusions"]["SkipLayerNormalization"] == 4 and fused["max_abs_logit_difference"] < 1e-4
+    r = record["runtimes"]
+    assert r["onnx_fused_fp32"]["test"]["f1"] == r["pytorch_fp32"]["test"]["f1"]
+    assert r["onnx_fused_int8_dynamic"]["file_bytes"] < r["onnx_fused_fp32"]["file_bytes"]
+    # the PyTorch runtimes are measured with the model's own attention, not the eager one of the export
+    assert model.config._attn_implementation != "eager"
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "m" / ONNX_FILES["onnx_fused_int8_dynamic"])).graph.node}
+    assert {"QAttention", "DynamicQuantizeMatMul"} & ops, ops  # int8 made from the fused graph, not model.onnx
+
+
+def test_head_pruned_layers_leave_attention_unfused_and_the_export_exact(tmp_path, tokenized):
+    from shrink.methods.attention_heads import prune_heads
+    from shrink.methods.ops import record_op
+
+    keep = {0: [0, 1, 2], 1: [3]}
+    model = record_op(prune_heads(tiny_tagger(tokenized[1]), keep), "prune_heads", keep={str(k): v for k, v in keep.items()})
+    record = deploy(tmp_path, tokenized, model, "heads", dict(CFG, runtimes=["pytorch_fp32", "onnx_fused_fp32"]))
+    fused = record["fused"]
+    # one Attention node takes one head count for the graph: 3 and 1 heads cannot be fused as one
+    assert fused["num_heads"] is None and "Attention" not in fused["fusions"] and fused["fusions"]["SkipLayerNormalization"] == 4
+    assert fused["max_abs_logit_difference"] < 1e-4
+    r = record["runtimes"]
+    assert r["onnx_fused_fp32"]["test"]["f1"] == r["pytorch_fp32"]["test"]["f1"]
+
+
+def test_a_fused_file_off_pytorch_fails_naming_it(tmp_path, tokenized, monkeypatch):
+    import onnx
+    from onnx import numpy_helper
+
+    from shrink.ner import deploy as deploy_module
+
+    real = deploy_module.fuse
+
+    def off(src, dst, *args, **kwargs):
+        fusions = real(src, dst, *args, **kwargs)
+        m = onnx.load(str(dst))
+        last = next(n for n in m.graph.node if "logits" in n.output)  # the classifier's bias Add
+        bias = next(i for i in m.graph.initializer if i.name in last.input)
+        bias.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(bias) + 0.01, bias.name))
+        onnx.save(m, str(dst))
+        return fusions
+
+    monkeypatch.setattr(deploy_module, "fuse", off)
+    with pytest.raises(ShrinkError, match=r"model\.fused\.onnx differ from PyTorch's by up to 0\.01"):
+        deploy(tmp_path, tokenized, tiny_tagger(tokenized[1]), "badfused", dict(CFG, runtimes=["pytorch_fp32", "onnx_fused_fp32"]))
+    assert not (tmp_path / "badfused").exists()
 
 
 def test_sparse_weights_are_stored_sparse(tmp_path, tokenized):

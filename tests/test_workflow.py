@@ -149,7 +149,8 @@ def test_deployment_exports_validates_and_serves_every_model(finished_run, run):
     r = run(workdir, "deployment")
     assert r.returncode == 0, r.stderr[-4000:]
     res = workdir / "results"
-    runtimes = ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static"]
+    runtimes = ["pytorch_fp32", "pytorch_int8", "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static",
+                "onnx_fused_fp32", "onnx_fused_int8_dynamic"]
     df = pd.read_csv(res / "tables" / "deployment.csv")
     assert sorted(df["model"].unique()) == sorted(["teacher", *VARIANTS])
     assert all(sorted(g) == sorted(runtimes) for _, g in df.groupby("model")["runtime"]), df[["model", "runtime"]]

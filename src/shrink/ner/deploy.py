@@ -2,7 +2,9 @@
 the same way (entity F1 on validation and test, batch-1 latency, batch-32 throughput).
 
 The export folder holds `model.onnx` (fp32; matrices with more than two-thirds zeros stored sparse),
-`model.int8-dynamic.onnx` and `model.int8-static.onnx` (ONNX Runtime quantization of it), the
+`model.int8-dynamic.onnx` and `model.int8-static.onnx` (ONNX Runtime quantization of it),
+`model.fused.onnx` (exported with eager attention, then ONNX Runtime's BERT fusions; ONNX Runtime
+only) and `model.fused.int8-dynamic.onnx` (its dynamic int8), the
 tokenizer, `labels.json`, and `deploy.json` (the export check and every runtime's numbers). Variants
 that plain `from_pretrained` loads (no structural ops) are also saved under `pytorch/`.
 
@@ -22,7 +24,9 @@ from ..core.errors import ShrinkError
 from ..core.model_size import folder_bytes, is_quantized_linear
 from ..core.onnx_export import (
     OnnxLogits,
+    eager_attention,
     export,
+    fuse,
     quantize_dynamic,
     quantize_static,
     store_sparse,
@@ -33,9 +37,11 @@ from .metrics import evaluate_split
 from .tokens import REPORT
 
 RUNTIMES = ("pytorch_fp32", "pytorch_bf16", "pytorch_int8", "torch_compile",
-            "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static")
+            "onnx_fp32", "onnx_int8_dynamic", "onnx_int8_static", "onnx_fused_fp32", "onnx_fused_int8_dynamic")
 ONNX_FILES = {"onnx_fp32": "model.onnx", "onnx_int8_dynamic": "model.int8-dynamic.onnx",
-              "onnx_int8_static": "model.int8-static.onnx"}
+              "onnx_int8_static": "model.int8-static.onnx", "onnx_fused_fp32": "model.fused.onnx",
+              "onnx_fused_int8_dynamic": "model.fused.int8-dynamic.onnx"}
+FUSED = ("onnx_fused_fp32", "onnx_fused_int8_dynamic")
 RECORD = "deploy.json"
 WINDOWS = "windows.json"
 
@@ -74,6 +80,31 @@ def logit_difference(model, onnx_model, dataset, tokenizer, sentences, batch_siz
         real = batch["attention_mask"].bool()
         worst = max(worst, float((ref - got).abs()[real].max()))
     return worst
+
+
+def uniform_heads(model):
+    """The head count every layer of `model` runs, or None where layers differ (a head-pruned variant)
+    or a layer has none: fuse() then leaves attention unfused."""
+    from ..methods.architectures import adapter_for
+
+    a = adapter_for(model)
+    counts = {a.num_heads(layer) for layer in a.layers(model)}
+    return counts.pop() if len(counts) == 1 and 0 not in counts else None
+
+
+def export_fused(model, sample, folder, int8):
+    """`model.fused.onnx` in `folder` (and its dynamic int8 when `int8`): the model exported with eager
+    attention, then fused. Returns what the record keeps: the fusions made and the head count used."""
+    import tempfile
+
+    heads = uniform_heads(model)
+    with tempfile.TemporaryDirectory() as tmp, eager_attention(model):
+        eager = Path(tmp) / "eager.onnx"
+        export(model, sample, eager)
+        fusions = fuse(eager, folder / ONNX_FILES["onnx_fused_fp32"], heads, model.config.hidden_size)
+    if int8:
+        quantize_dynamic(folder / ONNX_FILES["onnx_fused_fp32"], folder / ONNX_FILES["onnx_fused_int8_dynamic"], fused=True)
+    return {"fusions": fusions, "num_heads": heads}
 
 
 def calibration_feeds(dataset, tokenizer, sentences):
@@ -139,7 +170,8 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
               "machine": machine("cpu"), "threads": threads}
     with atomic_dir(out_dir) as tmp:
         # the exporter drops an input the graph never reads (attention_mask, once every head is pruned)
-        export(model, Padder(tok).model_inputs(dd["test"], list(range(min(2, len(dd["test"]))))), tmp / ONNX_FILES["onnx_fp32"])
+        sample = Padder(tok).model_inputs(dd["test"], list(range(min(2, len(dd["test"])))))
+        export(model, sample, tmp / ONNX_FILES["onnx_fp32"])
         dense_bytes = (tmp / ONNX_FILES["onnx_fp32"]).stat().st_size
         # ONNX Runtime's quantizers do not read sparse initializers ("unknown initializers"), so the int8
         # files are made from the dense export, and only then is model.onnx stored sparse
@@ -149,6 +181,9 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
             feeds = calibration_feeds(dd["train"], tok, deploy_cfg["calibration_sentences"])
             quantize_static(tmp / ONNX_FILES["onnx_fp32"], tmp / ONNX_FILES["onnx_int8_static"], feeds)
             record["calibration"] = {"split": "train", "sentences": len(feeds), "method": "minmax"}
+        if set(FUSED) & set(runtimes):
+            record["fused"] = export_fused(model, sample, tmp, "onnx_fused_int8_dynamic" in runtimes)
+            store_sparse(tmp / ONNX_FILES["onnx_fused_fp32"])
         moved = store_sparse(tmp / ONNX_FILES["onnx_fp32"])
         onnx_fp32 = OnnxLogits(tmp / ONNX_FILES["onnx_fp32"], threads)
         worst = logit_difference(model, onnx_fp32, dd["test"], tok, deploy_cfg["check_sentences"])
@@ -160,9 +195,16 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
             "bytes": (tmp / ONNX_FILES["onnx_fp32"]).stat().st_size,
             "sparse_initializers": {k: {"zeros": z, "dense_bytes": d, "sparse_bytes": s} for k, (z, d, s) in moved.items()},
         }
-        if worst > tolerance:
-            raise ShrinkError(f"{name}: ONNX Runtime logits differ from PyTorch's by up to {worst:.3g} on the first "
-                              f"{deploy_cfg['check_sentences']} test sentences, over deploy.logit_tolerance {tolerance}")
+        checked = {"model.onnx": worst}
+        if "fused" in record:
+            fused = OnnxLogits(tmp / ONNX_FILES["onnx_fused_fp32"], threads)
+            checked["model.fused.onnx"] = record["fused"]["max_abs_logit_difference"] = logit_difference(
+                model, fused, dd["test"], tok, deploy_cfg["check_sentences"])
+        for file, diff in checked.items():
+            if diff > tolerance:
+                raise ShrinkError(f"{name}: ONNX Runtime logits of {file} differ from PyTorch's by up to {diff:.3g} on "
+                                  f"the first {deploy_cfg['check_sentences']} test sentences, over "
+                                  f"deploy.logit_tolerance {tolerance}")
         tok.save_pretrained(tmp)
         (tmp / "labels.json").write_text(json.dumps(labels))
         # the window sizes the data was tokenized with, so shrink.ner.serve splits long text the same way
