@@ -7,7 +7,8 @@ same data, the same entity F1 code and the same timer, in ONE run.
 
 Rows, all from export folders the `deployment` target wrote (docs/deploy.md):
   pytorch_fp32            the teacher in PyTorch eager (its `pytorch/` folder): the reference of the ratios
-  onnx_fp32, onnx_int8_dynamic, onnx_int8_static     this project's files, in ONNX Runtime
+  onnx_fp32, onnx_int8_dynamic, onnx_int8_static, onnx_fused_fp32, onnx_fused_int8_dynamic
+                          this project's files (those the folder has), in ONNX Runtime
   openvino_fp32           the same model.onnx compiled by OpenVINO, f32 inference forced (on CPUs with
                           bf16 OpenVINO would otherwise pick bf16)
   openvino_int8_nncf      NNCF post-training quantization of that model (transformer preset, min/max
@@ -77,28 +78,25 @@ def nncf_int8(onnx_path, feeds):
 
 def ort_fused(pytorch_dir, sample, workdir):
     """optimum's ORTOptimizer (O2) and ORTQuantizer (avx512_vnni, dynamic) on the teacher, as the two
-    onnxruntime calls they wrap: returns the fused fp32 and the fused int8 file and the fusions made."""
+    onnxruntime calls they wrap: returns the fused fp32 and the fused int8 file and the fusions made.
+    The fused fp32 file is the deployment target's `model.fused.onnx` made the same way; the int8 file
+    differs from `model.fused.int8-dynamic.onnx` in optimum's per-tensor weight scales."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoModelForTokenClassification
 
-    from shrink.core.onnx_export import export
+    from shrink.core.onnx_export import eager_attention, export, fuse
 
     model = AutoModelForTokenClassification.from_pretrained(pytorch_dir).eval()
-    # ORT's attention fusion matches the eager softmax(QK^T)V pattern, not the SDPA export of model.onnx
-    # (tiny BERT: 2 of 2 Attention nodes fused from an eager export, 0 from the SDPA one)
-    model.set_attn_implementation("eager")
     eager, fused, int8 = (workdir / f for f in ("eager.onnx", "fused.onnx", "fused.int8.onnx"))
-    export(model, {k: torch.from_numpy(v) for k, v in sample.items()}, eager)
-    c = model.config
-    opt = optimize_model(str(eager), model_type="bert", num_heads=c.num_attention_heads, hidden_size=c.hidden_size)
-    opt.save_model_to_file(str(fused))
+    with eager_attention(model):
+        export(model, {k: torch.from_numpy(v) for k, v in sample.items()}, eager)
+    fusions = fuse(eager, fused, model.config.num_attention_heads, model.config.hidden_size)
     # onnx shape inference does not know ORT's fused ops (com.microsoft), so the quantizer is told
     # their outputs are float
     quantize_dynamic(fused, int8, weight_type=QuantType.QInt8, per_channel=False,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-    return fused, int8, {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+    return fused, int8, fusions
 
 
 def measure(name, runner, dd, tok, labels, args):

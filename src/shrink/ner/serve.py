@@ -24,12 +24,12 @@ class Tagger:
         from transformers import AutoTokenizer
 
         from ..core.onnx_export import OnnxLogits
-        from .deploy import WINDOWS
+        from .deploy import ONNX_FILES, WINDOWS
 
         folder = Path(folder)
         if not (folder / model_file).is_file():
             raise FileNotFoundError(f"{folder / model_file}: no such model (an export folder holds "
-                                    "model.onnx, model.int8-dynamic.onnx, model.int8-static.onnx)")
+                                    f"{', '.join(ONNX_FILES.values())}, those its deploy.runtimes asked for)")
         self.labels = json.loads((folder / "labels.json").read_text())
         self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
         self.model = OnnxLogits(folder / model_file, threads)
