@@ -3,7 +3,7 @@ same data, the same entity F1 code and the same timer, in ONE run.
 
     pip install -e '.[peers]'
     python perf/deploy_peers.py results/deploy/teacher results/data/tokenized
-    python perf/deploy_peers.py results/deploy/teacher results/data/tokenized --also results/deploy/sgpt_sparsity0.5
+    python perf/deploy_peers.py results/deploy/teacher results/data/tokenized --also results/deploy/kd_4layer
 
 Rows, all from export folders the `deployment` target wrote (docs/deploy.md):
   pytorch_fp32            the teacher in PyTorch eager (its `pytorch/` folder): the reference of the ratios
