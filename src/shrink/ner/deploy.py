@@ -195,10 +195,10 @@ def deploy_model(model_dir, tokenized_dir, out_dir, name, deploy_cfg, eval_cfg=N
             "bytes": (tmp / ONNX_FILES["onnx_fp32"]).stat().st_size,
             "sparse_initializers": {k: {"zeros": z, "dense_bytes": d, "sparse_bytes": s} for k, (z, d, s) in moved.items()},
         }
-        checked = {"model.onnx": worst}
+        checked = {ONNX_FILES["onnx_fp32"]: worst}
         if "fused" in record:
             fused = OnnxLogits(tmp / ONNX_FILES["onnx_fused_fp32"], threads)
-            checked["model.fused.onnx"] = record["fused"]["max_abs_logit_difference"] = logit_difference(
+            checked[ONNX_FILES["onnx_fused_fp32"]] = record["fused"]["max_abs_logit_difference"] = logit_difference(
                 model, fused, dd["test"], tok, deploy_cfg["check_sentences"])
         for file, diff in checked.items():
             if diff > tolerance:
