@@ -230,13 +230,11 @@ def quantize_dynamic(src, dst, fused=False):
     from onnxruntime.quantization import QuantType
     from onnxruntime.quantization import quantize_dynamic as ort_dynamic
 
-    if fused:
-        ort_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                    nodes_to_exclude=empty_matmuls(src), extra_options={"DefaultTensorType": TensorProto.FLOAT})
-        return
-    with _prepared(src) as prepared:
-        ort_dynamic(str(prepared), str(dst), weight_type=QuantType.QInt8, per_channel=True,
-                    nodes_to_exclude=empty_matmuls(prepared))
+    source = contextlib.nullcontext(src) if fused else _prepared(src)
+    extra = {"DefaultTensorType": TensorProto.FLOAT} if fused else {}
+    with source as path:
+        ort_dynamic(str(path), str(dst), weight_type=QuantType.QInt8, per_channel=True,
+                    nodes_to_exclude=empty_matmuls(path), extra_options=extra)
 
 
 class _Batches:
