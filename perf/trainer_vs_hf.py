@@ -10,10 +10,14 @@ size, warmup and weight decay. They differ only in what this project changes on 
   tuned: the plain recipe with the two options a careful user sets (issue 17): bf16=True where the
          resolved --precision is bf16, and train_sampling_strategy="group_by_length" (transformers 5's
          name; it reads the tokenized data's `length` column)
-Levers, each a row of its own (--rows): `ours+compile` is ours with train.compile (torch.compile,
-inductor, dynamic shapes), `tuned+compile` the tuned Trainer with torch_compile=True, the same lever
-on the peer. A compiled row's time includes compiling; with --epochs 2 or more the last epoch alone
-is printed too (ours only: the Trainer reports one time).
+Levers, each a row of its own (--rows): `ours-alloc` is ours without train.keep_freed_memory (glibc
+returns large freed blocks to the system, as by default), `tuned+alloc` the tuned Trainer with it;
+`ours-bf16` is ours in fp32, `ours-budget` ours with length-grouped batches of --batch-size sentences
+instead of the word-piece budget; `ours+compile` is ours with train.compile (torch.compile, inductor,
+dynamic shapes), `tuned+compile` the tuned Trainer with torch_compile=True. A compiled row's time
+includes compiling; with --epochs 2 or more the last epoch alone is printed too (ours only: the
+Trainer reports one time). Every row runs in a fresh process, so no row inherits another's allocator
+setting, compiled code or warm caches.
 Word pieces/s counts the real (non-padding) sub-tokens of the train split per second of training;
 both models are scored by the same seqeval code on the test split, in fp32.
 
@@ -21,12 +25,15 @@ both models are scored by the same seqeval code on the test split, in fp32.
 """
 
 import argparse
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
+from shrink.core.allocator import keep_freed_memory
 from shrink.core.precision import describe, resolve
 from shrink.core.seeding import seed_everything
 from shrink.ner.evaluate import load_tokenized
@@ -34,8 +41,9 @@ from shrink.ner.metrics import evaluate_split
 from shrink.ner.models import build_token_classifier
 from shrink.ner.train import TrainConfig, train_token_classifier
 
-ROWS = {"ours": "shrink trainer", "ours+compile": "shrink + compile", "plain": "plain HF Trainer",
-        "tuned": "tuned HF Trainer", "tuned+compile": "tuned + compile"}
+ROWS = {"ours": "shrink trainer", "ours-alloc": "ours, glibc frees", "ours-bf16": "ours in fp32",
+        "ours-budget": "ours, 32 sentences", "ours+compile": "shrink + compile", "plain": "plain HF Trainer",
+        "tuned": "tuned HF Trainer", "tuned+alloc": "tuned + keep freed", "tuned+compile": "tuned + compile"}
 
 
 def hf_trainer(model, tok, train_set, args, workdir, tuned=False, compile=False):
@@ -61,6 +69,45 @@ def hf_trainer(model, tok, train_set, args, workdir, tuned=False, compile=False)
     return out.metrics["train_runtime"]
 
 
+def run_row(row, args):
+    """One row's training and test F1 (in its own process): (seconds, test F1, last epoch's word pieces/s
+    or None, train sentences, word pieces)."""
+    torch.set_num_threads(args.threads)
+    dd, tok, labels = load_tokenized(args.tokenized)
+    train_set = dd["train"]
+    if args.train_sentences:
+        train_set = train_set.select(range(min(args.train_sentences, len(train_set))))
+    word_pieces = sum(train_set["length"]) * args.epochs
+    seed_everything(args.seed)
+    model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
+    last = None
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if row.startswith("ours"):
+            budget = None if row == "ours-budget" else args.batch_tokens or None
+            cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                              precision="fp32" if row == "ours-bf16" else args.precision, seed=args.seed,
+                              group_by_length=True, batch_tokens=budget, compile=row == "ours+compile",
+                              keep_freed_memory=row != "ours-alloc")
+            epochs = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / row,
+                                            tmp / "steps.csv", tmp / "epochs.csv", tmp / "ckpt", progress=False)
+            from transformers import AutoModelForTokenClassification
+
+            best = AutoModelForTokenClassification.from_pretrained(tmp / row)
+            seconds = sum(r["train_seconds"] for r in epochs)
+            if args.epochs > 1:
+                last = epochs[-1]["train_tokens_per_s"]
+        else:
+            if row == "tuned+alloc":
+                keep_freed_memory()
+            t0 = time.perf_counter()
+            seconds = hf_trainer(model, tok, train_set, args, tmp / row, tuned=row.startswith("tuned"),
+                                 compile=row.endswith("+compile")) or time.perf_counter() - t0
+            best = model
+        f1 = evaluate_split(best, dd["test"], tok, labels)["f1"]
+    return seconds, f1, last, len(train_set), word_pieces
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenized", default="results/data/tokenized", help="tokenized folder of a pipeline run")
@@ -73,51 +120,29 @@ def main():
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
-    p.add_argument("--rows", default="ours,ours+compile,plain,tuned,tuned+compile",
+    p.add_argument("--rows", default="ours,ours-alloc,ours-bf16,ours-budget,plain,tuned,tuned+alloc",
                    help=f"comma-separated, of {', '.join(ROWS)}")
     args = p.parse_args()
     rows = args.rows.split(",")
     if unknown := [r for r in rows if r not in ROWS]:
         p.error(f"--rows: unknown {', '.join(unknown)}; choose from {', '.join(ROWS)}")
-    torch.set_num_threads(args.threads)
     args.precision = resolve(args.precision, "cpu", "--precision")
     print(describe(args.precision))
-
-    dd, tok, labels = load_tokenized(args.tokenized)
-    train_set = dd["train"]
-    if args.train_sentences:
-        train_set = train_set.select(range(min(args.train_sentences, len(train_set))))
-    word_pieces = sum(train_set["length"]) * args.epochs
     results, last_epoch = {}, {}
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        for row in rows:
-            seed_everything(args.seed)
-            model = build_token_classifier({"preset": args.preset}, labels, len(tok), args.seed)
-            if row.startswith("ours"):
-                cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                  precision=args.precision, seed=args.seed, group_by_length=True,
-                                  batch_tokens=args.batch_tokens or None, compile=row == "ours+compile")
-                epochs = train_token_classifier(model, tok, train_set, dd["validation"], labels, cfg, tmp / row,
-                                                tmp / f"{row}.s.csv", tmp / f"{row}.e.csv", tmp / f"{row}.ckpt",
-                                                progress=False)
-                from transformers import AutoModelForTokenClassification
+    for row in rows:
+        # a fresh process per row: the allocator setting cannot be undone, and compiled code and warm
+        # caches would otherwise favour the rows that run later
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            seconds, f1, last, n_sentences, word_pieces = pool.submit(run_row, row, args).result()
+        results[row] = (seconds, f1)
+        if last is not None:
+            last_epoch[row] = last
+        print(f"{ROWS[row]}: {seconds:.1f} s, test F1 {f1:.4f}", flush=True)
 
-                best = AutoModelForTokenClassification.from_pretrained(tmp / row)
-                seconds = sum(r["train_seconds"] for r in epochs)
-                if args.epochs > 1:
-                    last_epoch[row] = epochs[-1]["train_tokens_per_s"]
-            else:
-                t0 = time.perf_counter()
-                seconds = hf_trainer(model, tok, train_set, args, tmp / row, tuned=row.startswith("tuned"),
-                                     compile=row.endswith("+compile")) or time.perf_counter() - t0
-                best = model
-            results[row] = (seconds, evaluate_split(best, dd["test"], tok, labels)["f1"])
-            print(f"{ROWS[row]}: {seconds:.1f} s, test F1 {results[row][1]:.4f}", flush=True)
-
-    print(f"\n{len(train_set)} train sentences x {args.epochs} epoch(s), {word_pieces:,} word pieces, "
+    print(f"\n{n_sentences} train sentences x {args.epochs} epoch(s), {word_pieces:,} word pieces, "
           f"{args.threads} threads; ours: {args.precision}, "
-          + (f"{args.batch_tokens} word pieces a batch" if args.batch_tokens else f"{args.batch_size} sentences a batch"))
+          + (f"{args.batch_tokens} word pieces a batch" if args.batch_tokens else f"{args.batch_size} sentences a batch")
+          + f"; the Trainer: {args.batch_size} sentences a batch")
     print(f"{'recipe':<18} {'train s':>9} {'word pieces/s':>14} {'test F1':>8}")
     for row, (sec, f1) in results.items():
         extra = f"   (last epoch alone: {last_epoch[row]:.0f} word pieces/s)" if row in last_epoch else ""

@@ -116,3 +116,14 @@ def test_compiled_training_learns_like_eager_and_saves_plain_weights(data, tmp_p
     assert compiled[0]["val_f1"] == pytest.approx(eager[0]["val_f1"], abs=0.02)
     model = AutoModelForTokenClassification.from_pretrained(out / "model")
     assert not any(k.startswith("_orig_mod") for k in model.state_dict())
+
+
+def test_keep_freed_memory_setting_reaches_the_allocator(data, tmp_path, monkeypatch):
+    """train.keep_freed_memory (default on) applies shrink.core.allocator's setting; false leaves malloc alone."""
+    from shrink.ner import train
+
+    calls = []
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1))
+    run(data, tmp_path, "default", epochs=1)
+    run(data, tmp_path, "off", epochs=1, keep_freed_memory=False)
+    assert calls == [1]

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core import distributed
+from ..core.allocator import keep_freed_memory
 from ..core.atomic import atomic_dir, write_csv
 from ..core.batching import (
     Padder,
@@ -244,6 +245,8 @@ def train_token_classifier(model, tokenizer, train_set, val_set, labels, cfg, ou
     main = distributed.is_main()
     if main and progress:
         print(describe(cfg.precision, device), flush=True)
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     # each process its own dropout masks; with one process rank 0 keeps the seed as it was
     seed_everything(cfg.seed + distributed.rank())
     objective.to(device)
