@@ -55,7 +55,7 @@ def speed(model, dataset, tokenizer, device="cpu", precision="fp32", latency_sen
     ~35 ms a sentence for the CI's tiny BERT, ~4 calls of ~10 ms for MiniLM-L6 at 1 thread.
     Batch 32: one statement runs all the batches once (an untimed pass, then passes until
     throughput_min_run_time); sentences/s and word pieces/s are their counts over its median time.
-    With the CI settings (20 sentences, 3 batches) the whole call takes ~1 s for the tiny BERT.
+    With the CI settings (8 sentences, 3 batches) the whole call takes ~1.5 s for the tiny BERT.
     """
     from torch.utils import benchmark
 
