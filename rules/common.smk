@@ -10,6 +10,7 @@ from shrink.core.errors import ShrinkError
 from shrink.core.splits import SPLITS
 from shrink.core.precision import check_config
 from shrink.ner.recipes import METHODS, plan, recipe_string
+from shrink.ner.train_settings import SPEED_ONLY
 from shrink.core.data_dirs import data_source
 from shrink.ner.sources import ENV_VAR as CONLL_ENV_VAR, resolve_conll_dir
 
@@ -25,6 +26,9 @@ for _task in ("translation", "lm", "definition_match"):
     if config["task"] == _task and _task not in config:
         raise WorkflowError(f"config key 'task' is {_task} but there is no '{_task}' section "
                             f"(use --configfile config/{_task}.yaml)")
+
+# The train settings a training rule's params hold: the speed-only ones stay out, so changing them reruns nothing
+TRAIN_PARAMS = {k: v for k, v in config["train"].items() if k not in SPEED_ONLY}
 
 # Package modules listed as inputs of the cheap rules, so editing them reruns exactly those rules.
 PACKAGE_DIR = Path(workflow.basedir) / "src" / "shrink"

@@ -36,7 +36,7 @@ for _method, _spec in METHODS.items():
             method=_method,
             step=lambda wc, method=_method: step_of(method, wc).params,
             key=lambda wc, method=_method: step_key(f"{method}-{wc.hash}"),
-            train=config["train"],
+            train=TRAIN_PARAMS,
             teacher=config["teacher"],
             seed=config["seed"],
             checkpoints=f"results/checkpoints/{_method}-{{hash}}",

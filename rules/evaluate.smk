@@ -12,8 +12,9 @@ rule evaluate:
     params:
         evaluate=config["evaluate"],
         # provenance: the settings every model depends on (a variant's own recipe is in `variant`);
-        # not scheduling resources or the list of variants, so adding a variant re-evaluates nothing else
-        config={k: v for k, v in config.items() if k not in ("resources", "compress")},
+        # not scheduling resources, speed-only train settings or the list of variants, so adding a variant
+        # re-evaluates nothing else
+        config={**{k: v for k, v in config.items() if k not in ("resources", "compress")}, "train": TRAIN_PARAMS},
         seed=config["seed"],
         variant=lambda wc: variant_info(wc.model),
     log:

@@ -9,7 +9,7 @@ rule train_teacher:
         steps=f"results/train/{TEACHER}/steps.csv",
         epochs=f"results/train/{TEACHER}/epochs.csv",
     params:
-        train=config["train"],
+        train=TRAIN_PARAMS,
         teacher=config["teacher"],
         seed=config["seed"],
         checkpoints=checkpoint_dir(TEACHER),

@@ -99,6 +99,10 @@ def test_checkpoints_of_other_settings_are_not_resumed(data, tmp_path):
     new_state = json.loads((out / "ckpt" / "epoch-1" / "state.json").read_text())
     assert new_state["fingerprint"] != state["fingerprint"]
     assert other[0]["train_loss"] != rows[0]["train_loss"]
+    # A speed-only setting (SPEED_ONLY) is not part of the fingerprint: the checkpoint is reused.
+    same, _ = run(data, tmp_path, "x", epochs=1, lr=1e-3, keep_freed_memory=False)
+    assert same == other
+    assert json.loads((out / "ckpt" / "epoch-1" / "state.json").read_text())["fingerprint"] == new_state["fingerprint"]
 
 
 def test_compiled_training_learns_like_eager_and_saves_plain_weights(data, tmp_path):

@@ -131,6 +131,16 @@ def test_second_run_has_nothing_to_do(finished_run, run):
     assert "Nothing to be done" in r.stdout + r.stderr, planned_jobs(r.stdout)
 
 
+def test_speed_only_setting_reruns_nothing(finished_run, run):
+    """train.keep_freed_memory changes how fast a step trains, not what: switching it plans no job
+    (shrink.ner.train_settings.SPEED_ONLY), while a setting of the result, train.lr, reruns the training."""
+    workdir, _ = finished_run
+    r = run(workdir, "-n", config={"train": {"keep_freed_memory": False}})
+    assert r.returncode == 0 and "Nothing to be done" in r.stdout + r.stderr, planned_jobs(r.stdout)
+    r = run(workdir, "-n", config={"train": {"lr": 2.0e-3}})
+    assert r.returncode == 0 and "train_teacher" in planned_jobs(r.stdout), r.stdout[-2000:]
+
+
 def test_report_builds(finished_run, run):
     workdir, _ = finished_run
     r = run(workdir, "--report", "report.html")

@@ -7,6 +7,14 @@ without torch.
 from ..core.errors import ShrinkError
 from ..core.harness import launch_job, set_threads
 from ..core.splits import SPLITS
+from .train_settings import SPEED_ONLY
+
+
+def _train_settings(smk):
+    """The rule's train params plus the speed-only train settings, which the rules leave out of their params
+    (shrink.ner.train_settings.SPEED_ONLY) and the job reads from the config."""
+    config = (smk.config or {}).get("train") or {}
+    return {**smk.params.train, **{k: config[k] for k in SPEED_ONLY if k in config}}
 
 
 def _launch(smk, fn, trains=True, **kwargs):
@@ -82,7 +90,7 @@ def tokenize(smk):
 
 
 def train(smk):
-    _launch(smk, _train_teacher, data=str(smk.input.data), train=dict(smk.params.train),
+    _launch(smk, _train_teacher, data=str(smk.input.data), train=_train_settings(smk),
             teacher=dict(smk.params.teacher), seed=smk.params.seed, out=str(smk.output.model),
             steps_csv=str(smk.output.steps), epochs_csv=str(smk.output.epochs),
             checkpoints=str(smk.params.checkpoints))
@@ -150,7 +158,7 @@ def compress_step(smk):
            if k in smk.output.keys()}
     _launch(smk, _compress_step, trains=METHODS[smk.params.method].trains,
             method=smk.params.method, params=dict(smk.params.step), data=str(smk.input.data), out=out,
-            parent=path(smk.input.get("parent")), teacher=dict(smk.params.teacher), train_cfg=dict(smk.params.train),
+            parent=path(smk.input.get("parent")), teacher=dict(smk.params.teacher), train_cfg=_train_settings(smk),
             seed=smk.params.seed, checkpoints=str(smk.params.checkpoints), teacher_model=path(smk.input.get("teacher")),
             teacher_logits=path(smk.input.get("logits")), key=smk.params.key,
             # a validation gate, not a setting of the result: read from the config, so changing it reruns nothing

@@ -32,7 +32,7 @@ from ..core.errors import ConfigError, TrainingError, reject_unknown_keys
 from ..core.precision import autocast, describe, grad_scaler, machine, resolve
 from ..core.seeding import rng_state, seed_everything, set_rng_state
 from .metrics import evaluate_split
-from .train_settings import TRAIN_SETTINGS
+from .train_settings import SPEED_ONLY, TRAIN_SETTINGS
 
 TRAINING_RECORD = "training.json"  # written into every trained model folder
 
@@ -82,6 +82,8 @@ def fingerprint(cfg, model_cfg, train_set):
     # since a checkpoint then holds one RNG state per process and resumes under the same count only.
     if cfg.processes == 1:
         del settings["processes"]
+    for name in SPEED_ONLY:
+        del settings[name]
     key = json.dumps({"format": 2, "train": settings, "model": model_cfg, "rows": len(train_set),
                       "data": train_set._fingerprint}, sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()[:16]

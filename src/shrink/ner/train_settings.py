@@ -35,5 +35,8 @@ TRAIN_SETTINGS = (
 # the same for every step of a run: a recipe step cannot override them (keep_freed_memory: a process-wide
 # setting with no way back)
 RUN_WIDE = {"device", "processes", "seed", "keep_freed_memory"}
+# how fast a step runs, not what it computes: kept out of the rules' params (changing one reruns nothing; the
+# job reads it from the config) and out of the checkpoint fingerprint (a killed run resumes across it)
+SPEED_ONLY = {"keep_freed_memory"}
 # the train settings a recipe step that trains may override (e.g. `finetune: {epochs: 1, lr: 3e-5}`)
 STEP_TRAIN_SETTINGS = tuple(s for s in TRAIN_SETTINGS if s.name not in RUN_WIDE)
