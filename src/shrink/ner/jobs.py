@@ -13,7 +13,7 @@ from .train_settings import SPEED_ONLY
 def _train_settings(smk):
     """The rule's train params plus the speed-only train settings, which the rules leave out of their params
     (shrink.ner.train_settings.SPEED_ONLY) and the job reads from the config."""
-    config = (smk.config or {}).get("train") or {}
+    config = (getattr(smk, "config", None) or {}).get("train") or {}
     return {**smk.params.train, **{k: config[k] for k in SPEED_ONLY if k in config}}
 
 
