@@ -14,7 +14,6 @@ memory rose from 1,450 to 1,467 MB, and a full epoch took 78.0 s instead of 80.8
 """
 
 import ctypes
-import ctypes.util
 import platform
 
 # mallopt parameters (glibc's malloc.h)
@@ -28,6 +27,6 @@ def keep_freed_memory():
     process. Returns False, changing nothing, where the C library is not glibc (macOS, musl)."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc = ctypes.CDLL(None)  # the symbols already loaded into this process, glibc's among them (no ldconfig run)
     # mallopt returns 1 on success
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, NEVER_TRIM))
